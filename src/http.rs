@@ -1,0 +1,237 @@
+//! HTTP/1.1 on the gateway port, free of I/O: parsing a request head and routing it.
+//!
+//! The gateway reads at most [`MAX_HEAD_BYTES`] of a request head, parses it with `httparse`,
+//! and answers one request per connection (`Connection: close`): a health probe, a WebSocket
+//! upgrade on `/`, or an error status. Anything malformed gets a 4xx, never a panic.
+
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// The largest request head the gateway reads; a larger one gets 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The most header fields a request may carry; more gets 431.
+pub const MAX_HEADERS: usize = 32;
+
+/// A parsed request head: only what routing needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestHead {
+    /// The request method, e.g. `GET`.
+    pub method: String,
+    /// The request target's path, without the query string.
+    pub path: String,
+    /// `Upgrade: websocket` was asked for (with `Connection: upgrade`).
+    pub wants_websocket: bool,
+    /// The `Sec-WebSocket-Key` header, if any.
+    pub websocket_key: Option<String>,
+    /// The `Sec-WebSocket-Version` header, if any.
+    pub websocket_version: Option<String>,
+    /// The `Origin` header, if any.
+    pub origin: Option<String>,
+}
+
+/// The outcome of feeding bytes to [`parse_head`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is complete; it used the first `len` bytes (the rest belongs to the body or
+    /// the WebSocket stream).
+    Complete {
+        /// The parsed head.
+        head: RequestHead,
+        /// Bytes of the buffer the head used.
+        len: usize,
+    },
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Why a request head was refused; each maps to a status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Malformed request line or header.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Head larger than [`MAX_HEAD_BYTES`] or with more than [`MAX_HEADERS`] fields.
+    #[error("request head too large")]
+    TooLarge,
+}
+
+impl HeadError {
+    /// The response status for this error.
+    pub fn status(&self) -> Status {
+        match self {
+            HeadError::Malformed(_) => Status::BadRequest,
+            HeadError::TooLarge => Status::HeaderFieldsTooLarge,
+        }
+    }
+}
+
+/// Parses the request head at the start of `buf`.
+pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(err) => return Err(HeadError::Malformed(err.to_string())),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    let target = req.path.unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+    let mut head = RequestHead { method: req.method.unwrap_or("").to_string(), path, ..RequestHead::default() };
+    let (mut upgrade, mut connection_upgrade) = (false, false);
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?.trim();
+        let has_token = |token: &str| value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+        match h.name.to_ascii_lowercase().as_str() {
+            "upgrade" => upgrade |= has_token("websocket"),
+            "connection" => connection_upgrade |= has_token("upgrade"),
+            "sec-websocket-key" => head.websocket_key = Some(value.to_string()),
+            "sec-websocket-version" => head.websocket_version = Some(value.to_string()),
+            "origin" => head.origin = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    head.wants_websocket = upgrade && connection_upgrade;
+    Ok(Parsed::Complete { head, len })
+}
+
+/// The response statuses the gateway sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 101
+    SwitchingProtocols,
+    /// 200
+    Ok,
+    /// 400
+    BadRequest,
+    /// 403
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 408
+    RequestTimeout,
+    /// 426
+    UpgradeRequired,
+    /// 431
+    HeaderFieldsTooLarge,
+    /// 503
+    ServiceUnavailable,
+}
+
+impl Status {
+    /// The numeric code and reason phrase.
+    pub fn code_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Status::SwitchingProtocols => (101, "Switching Protocols"),
+            Status::Ok => (200, "OK"),
+            Status::BadRequest => (400, "Bad Request"),
+            Status::Forbidden => (403, "Forbidden"),
+            Status::NotFound => (404, "Not Found"),
+            Status::MethodNotAllowed => (405, "Method Not Allowed"),
+            Status::RequestTimeout => (408, "Request Timeout"),
+            Status::UpgradeRequired => (426, "Upgrade Required"),
+            Status::HeaderFieldsTooLarge => (431, "Request Header Fields Too Large"),
+            Status::ServiceUnavailable => (503, "Service Unavailable"),
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET`/`HEAD` `/healthz` or `/health`: the liveness body (`head_only` for `HEAD`).
+    Health {
+        /// Send headers only.
+        head_only: bool,
+    },
+    /// A valid WebSocket upgrade on `/`: answer 101 with this `Sec-WebSocket-Accept`.
+    Upgrade {
+        /// The accept key for the 101 response.
+        accept_key: String,
+    },
+    /// Answer with this status and a short plain-text body.
+    Error(Status),
+}
+
+/// Routes a parsed request head.
+pub fn route(head: &RequestHead) -> Route {
+    let method = head.method.as_str();
+    match head.path.as_str() {
+        "/healthz" | "/health" => match method {
+            "GET" => Route::Health { head_only: false },
+            "HEAD" => Route::Health { head_only: true },
+            _ => Route::Error(Status::MethodNotAllowed),
+        },
+        "/" if method != "GET" => Route::Error(Status::MethodNotAllowed),
+        "/" if !head.wants_websocket => Route::Error(Status::UpgradeRequired),
+        "/" => match (&head.websocket_key, head.websocket_version.as_deref()) {
+            (Some(key), Some("13")) if !key.is_empty() => Route::Upgrade { accept_key: derive_accept_key(key.as_bytes()) },
+            _ => Route::Error(Status::BadRequest),
+        },
+        _ => Route::Error(Status::NotFound),
+    }
+}
+
+/// Serialises a complete response with `Connection: close`.
+pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
+    let (code, reason) = status.code_and_reason();
+    let mut out = format!("HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", body.len());
+    if status == Status::MethodNotAllowed {
+        out.push_str("Allow: GET, HEAD\r\n");
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// A plain-text error response: the status line's reason as body.
+pub fn error_response(status: Status) -> Vec<u8> {
+    let (code, reason) = status.code_and_reason();
+    response(status, "text/plain; charset=utf-8", format!("{code} {reason}\n").as_bytes(), false)
+}
+
+/// The `101 Switching Protocols` response for a WebSocket upgrade.
+pub fn upgrade_response(accept_key: &str) -> Vec<u8> {
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n")
+        .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> RequestHead {
+        match parse_head(s.as_bytes()).unwrap() {
+            Parsed::Complete { head, .. } => head,
+            Parsed::Partial => panic!("partial"),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&parse("GET /healthz HTTP/1.1\r\n\r\n")), Route::Health { head_only: false });
+        assert_eq!(route(&parse("HEAD /health?x=1 HTTP/1.1\r\n\r\n")), Route::Health { head_only: true });
+        assert_eq!(route(&parse("POST /healthz HTTP/1.1\r\n\r\n")), Route::Error(Status::MethodNotAllowed));
+        assert_eq!(route(&parse("GET /nope HTTP/1.1\r\n\r\n")), Route::Error(Status::NotFound));
+        assert_eq!(route(&parse("GET / HTTP/1.1\r\n\r\n")), Route::Error(Status::UpgradeRequired));
+        let up = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        assert_eq!(route(&parse(up)), Route::Upgrade { accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+    }
+
+    #[test]
+    fn bad_heads() {
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\n").unwrap(), Parsed::Partial);
+        assert!(matches!(parse_head(b"\x00\x01garbage\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert_eq!(parse_head(&vec![b'a'; MAX_HEAD_BYTES]).err().map(|e| e.status()), Some(Status::BadRequest));
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(parse_head(long.as_bytes()), Err(HeadError::TooLarge));
+    }
+}

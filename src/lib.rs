@@ -1,0 +1,22 @@
+//! `gateway-lock`: the reference implementation of a gateway's single-instance lock, and the
+//! small WebSocket gateway that holds it.
+//!
+//! The lock *is* the bound listening port: no lock file, no PID file, nothing to clean up.
+//! `spec/` states the contract; this crate is laid out one module per concern:
+//!
+//! - [`lock`]: taking the lock (the exclusive bind) and its errors, [`lock::GatewayLockError`].
+//! - [`lifecycle`]: serving → draining → released, free of I/O (checked by loom and proptest).
+//! - [`http`]: parsing and routing a request head on the gateway port, free of I/O.
+//! - [`server`]: serving HTTP and WebSocket on an already-bound listener; broadcast-and-drain shutdown.
+//! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
+//! - [`cli`]: flags, environment variables and exit codes.
+//! - [`logging`]: diagnostics on stderr.
+
+pub mod cli;
+pub mod gateway;
+pub mod http;
+pub mod lifecycle;
+pub mod lock;
+pub mod logging;
+pub mod server;
+mod sync;
