@@ -11,6 +11,7 @@
 //! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
 //! - [`cli`]: flags, environment variables and exit codes.
 //! - [`logging`]: diagnostics on stderr.
+//! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
 
 pub mod cli;
 pub mod gateway;
@@ -18,5 +19,6 @@ pub mod http;
 pub mod lifecycle;
 pub mod lock;
 pub mod logging;
+pub mod protocol;
 pub mod server;
 mod sync;
