@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::RunArgs;
+use crate::front_door::{self, Limits, TokenError, TokenSource, UnauthenticatedBind};
 use crate::lock::{self, GatewayLockError, WsUrl};
 use crate::server::{self, GatewayInfo, ServerConfig};
 
@@ -22,6 +23,12 @@ pub enum RunError {
     /// The lock was taken but the runtime could not be set up.
     #[error("gateway runtime failed: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A non-loopback bind without a token: refused before the bind (exit 7, DOOR-2).
+    #[error("{0}")]
+    Unauthenticated(#[from] UnauthenticatedBind),
+    /// The lock was taken but the token could not be put in force (exit 1, DOOR-5).
+    #[error("{0}")]
+    Token(#[from] TokenError),
 }
 
 /// The line printed on stdout once the listener is bound: `listening on ws://HOST:PORT`.
@@ -31,9 +38,30 @@ pub fn ready_line(addr: SocketAddr) -> String {
 
 /// Runs the gateway until a shutdown signal; returns once the port is released.
 pub fn run(args: &RunArgs) -> Result<(), RunError> {
+    // 0. The front door's usage-level refusal (DOOR-2): decided from flags and environment
+    //    alone, it touches nothing, so it may precede the bind (LOCK-3 still holds).
+    let token_config = args.token_config();
+    front_door::check_bind(args.host, &token_config)?;
+
     // 1. The lock, before anything observable.
     let listener = lock::bind(SocketAddr::new(args.host, args.port))?;
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
+
+    // 1b. The token in force (DOOR-5): read the token file, or generate one and store it
+    //     privately, then say where (never the token itself).
+    let (token, token_source) = front_door::resolve_token(&token_config, addr.port())?;
+    if let TokenSource::Generated(path) = &token_source {
+        eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display());
+    }
+    let config = ServerConfig {
+        handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms),
+        tick_interval: std::time::Duration::from_millis(args.tick_interval_ms),
+        limits: Limits { max_connections: args.max_connections as usize, max_unauthenticated: args.max_unauthenticated as usize },
+        allowed_origins: args.allow_origins.clone(),
+        token: Some(token),
+        token_source: Some(token_source),
+        ..ServerConfig::default()
+    };
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
@@ -60,7 +88,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
         };
         tracing::info!("{name}: shutting down");
     };
-    let stopped = runtime.block_on(server::run(listener, GatewayInfo::new(addr), ServerConfig::default(), shutdown));
+    let stopped = runtime.block_on(server::run(listener, GatewayInfo::new(addr), config, shutdown));
     if stopped.abandoned > 0 {
         tracing::warn!("{} connection(s) did not close within the grace period", stopped.abandoned);
     }

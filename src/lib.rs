@@ -11,9 +11,11 @@
 //! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
 //! - [`cli`]: flags, environment variables and exit codes.
 //! - [`logging`]: diagnostics on stderr.
+//! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
 //! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
 
 pub mod cli;
+pub mod front_door;
 pub mod gateway;
 pub mod http;
 pub mod lifecycle;

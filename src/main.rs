@@ -27,7 +27,8 @@ fn main() -> ExitCode {
                 ExitCode::from(match err {
                     RunError::Lock(GatewayLockError::AlreadyListening { .. }) => exit_code::PORT_HELD,
                     RunError::Lock(GatewayLockError::Bind { .. }) => exit_code::BIND_FAILED,
-                    RunError::Runtime(_) => exit_code::RUNTIME,
+                    RunError::Runtime(_) | RunError::Token(_) => exit_code::RUNTIME,
+                    RunError::Unauthenticated(_) => exit_code::UNAUTHENTICATED_BIND,
                 })
             }
         },
