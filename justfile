@@ -16,3 +16,8 @@ check:
 # Unit and integration tests with real processes, sockets and signals.
 unit:
     cargo test --all-targets
+
+# OpenClaw's own CLI against our gateway (opt-in, NOT part of `test`): installs Node 24 and
+# openclaw from npm into target/interop (about 650 MB), see docs/README-protocol.md.
+interop:
+    scripts/interop.sh
