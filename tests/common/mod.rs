@@ -186,3 +186,106 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 pub fn assert_port_free(addr: SocketAddr) {
     gateway_lock::lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
 }
+
+// --- issue 6: protocol clients (spec/protocol.md) ---
+
+/// A gateway token for tests.
+pub const TEST_TOKEN: &str = "test-token-0123456789";
+
+/// Starts `gateway run --port 0 --token TEST_TOKEN` plus `args`, with a private state directory.
+pub fn start_gateway_with_token(args: &[&str]) -> Holder {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["run", "--port", "0", "--token", TEST_TOKEN]).args(args).env("XDG_STATE_HOME", std::env::temp_dir());
+    start_and_wait_ready(cmd)
+}
+
+/// The `connect` request frame of the protocol, offering `min..=max`, with `token` if any.
+pub fn connect_frame(min: u32, max: u32, token: Option<&str>) -> String {
+    let mut params = serde_json::json!({
+        "minProtocol": min, "maxProtocol": max,
+        "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
+        "caps": [], "role": "operator", "scopes": ["operator.read"],
+    });
+    if let Some(token) = token {
+        params["auth"] = serde_json::json!({"token": token});
+    }
+    serde_json::json!({"type": "req", "id": "connect-1", "method": "connect", "params": params}).to_string()
+}
+
+/// A request frame.
+pub fn request_frame(id: &str, method: &str) -> String {
+    serde_json::json!({"type": "req", "id": id, "method": method, "params": {}}).to_string()
+}
+
+/// Sends a text frame.
+pub fn ws_send(ws: &mut Ws, text: &str) {
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text)).expect("send");
+}
+
+/// What a client reads next: a JSON text frame, or the close frame's code and reason (the
+/// connection's end with no close frame gives code 1006).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Json(serde_json::Value),
+    Close(u16, String),
+}
+
+/// Reads the next data frame or close (bounded by the socket's read timeout).
+pub fn ws_recv(ws: &mut Ws) -> Received {
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return Received::Json(serde_json::from_str(t.as_str()).expect("JSON frame")),
+            Ok(Message::Close(Some(frame))) => return Received::Close(u16::from(frame.code), frame.reason.to_string()),
+            Ok(Message::Close(None)) => return Received::Close(1005, String::new()),
+            Ok(_) => continue,
+            Err(Error::ConnectionClosed | Error::AlreadyClosed) => return Received::Close(1006, String::new()),
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("no frame before the deadline")
+            }
+            Err(_) => return Received::Close(1006, String::new()),
+        }
+    }
+}
+
+/// Reads the next JSON frame, failing on a close.
+pub fn ws_json(ws: &mut Ws) -> serde_json::Value {
+    match ws_recv(ws) {
+        Received::Json(v) => v,
+        other => panic!("expected a JSON frame, got {other:?}"),
+    }
+}
+
+/// Reads frames until the close; returns the frames before it and (code, reason).
+pub fn ws_until_close(ws: &mut Ws) -> (Vec<serde_json::Value>, (u16, String)) {
+    let mut frames = Vec::new();
+    loop {
+        match ws_recv(ws) {
+            Received::Json(v) => frames.push(v),
+            Received::Close(code, reason) => return (frames, (code, reason)),
+        }
+    }
+}
+
+/// Opens a WebSocket, checks the challenge, sends `connect` with `token` and returns the
+/// client with the `hello-ok` response.
+pub fn ws_handshake(addr: SocketAddr, token: &str) -> (Ws, serde_json::Value) {
+    let mut ws = ws_connect(addr);
+    let challenge = ws_json(&mut ws);
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    ws_send(&mut ws, &connect_frame(4, 4, Some(token)));
+    let hello = ws_json(&mut ws);
+    assert_eq!(hello["ok"], true, "{hello}");
+    (ws, hello)
+}
+
+/// Calls `method` on a handshaken client and returns the response frame (events before it are skipped).
+pub fn ws_call(ws: &mut Ws, id: &str, method: &str) -> serde_json::Value {
+    ws_send(ws, &request_frame(id, method));
+    loop {
+        let frame = ws_json(ws);
+        if frame["type"] == "res" && frame["id"] == id {
+            return frame;
+        }
+    }
+}
