@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit
+test: check unit protocol-python
 
 # Formatting and lints (warnings are errors).
 check:
@@ -21,3 +21,11 @@ unit:
 # openclaw from npm into target/interop (about 650 MB), see docs/README-protocol.md.
 interop:
     scripts/interop.sh
+
+# An independent client (Python `websockets`, installed into target/pyclient) against real
+# gateways: handshake, every close code, methods, shutdown event, Origin 403 (spec/protocol.md).
+protocol-python:
+    cargo build --quiet --bin gateway
+    test -x target/pyclient/bin/python || python3 -m venv target/pyclient
+    target/pyclient/bin/python -m pip install --quiet --disable-pip-version-check 'websockets>=14,<18'
+    target/pyclient/bin/python tests/python/protocol_client.py target/debug/gateway
