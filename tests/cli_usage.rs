@@ -15,7 +15,7 @@ fn cli1_ready_line_shows_the_real_port() {
     std::net::TcpStream::connect(gw.addr).expect("the announced port accepts connections");
 }
 
-/// CLI-2: bad flags and values are usage errors (exit 2, `error: ...` naming the problem),
+/// CLI-2, LOCK-4 (a name as host is refused, never resolved): bad flags and values are usage errors (exit 2, `error: ...` naming the problem),
 /// never a panic, and nothing is bound or printed on stdout.
 #[test]
 fn cli2_bad_values_are_usage_errors() {
@@ -39,7 +39,7 @@ fn cli2_bad_values_are_usage_errors() {
     }
 }
 
-/// CLI-3: GATEWAY_PORT sets the port; the flag wins over it.
+/// CLI-3, CLI-1: GATEWAY_PORT sets the port (the ready line shows it); the flag wins over it.
 #[test]
 fn cli3_environment_sets_the_port() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
