@@ -14,5 +14,7 @@ check:
     cargo clippy --all-targets -- -D warnings
 
 # Unit and integration tests with real processes, sockets and signals.
+# (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
+    cargo build --examples
     cargo test --all-targets
