@@ -14,7 +14,9 @@ check:
     cargo clippy --all-targets -- -D warnings
 
 # Unit and integration tests with real processes, sockets and signals.
+# (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
+    cargo build --examples
     cargo test --all-targets
 
 # OpenClaw's own CLI against our gateway (opt-in, NOT part of `test`): installs Node 24 and

@@ -7,8 +7,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use crate::cli::RunArgs;
 use crate::front_door::{self, Limits, TokenError, TokenSource, UnauthenticatedBind};
 use crate::lock::{self, GatewayLockError, WsUrl};
@@ -65,11 +63,9 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
-    let _entered = runtime.enter();
+    let entered = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener).map_err(RunError::Runtime)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(RunError::Runtime)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::Runtime)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(RunError::Runtime)?;
+    let shutdown = shutdown_signal().map_err(RunError::Runtime)?;
 
     // 3. Announce: the ready line, exactly once, flushed.
     {
@@ -80,21 +76,44 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     tracing::info!(pid = std::process::id(), "gateway holds {}", WsUrl(addr));
 
     // 4. Serve until a signal, then drain.
-    let shutdown = async move {
-        let name = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-            _ = hangup.recv() => "SIGHUP",
-        };
-        tracing::info!("{name}: shutting down");
-    };
     let stopped = runtime.block_on(server::run(listener, GatewayInfo::new(addr), config, shutdown));
     if stopped.abandoned > 0 {
         tracing::warn!("{} connection(s) did not close within the grace period", stopped.abandoned);
     }
     tracing::info!("releasing {}", WsUrl(addr));
 
-    // 5. Release the lock: the last act. Nothing is served or written after this.
-    drop(stopped.listener);
+    // 5. Close what is left (connections abandoned at the deadline go with the runtime), then
+    //    release the lock as the last act. Nothing is served or written after this.
+    let listener = stopped.listener.into_std().map_err(RunError::Runtime)?;
+    drop(entered);
+    drop(runtime);
+    drop(listener);
     Ok(())
+}
+
+/// Completes on the first `SIGTERM`, `SIGINT` or `SIGHUP` (Ctrl-C elsewhere). The handlers are
+/// installed when this is called, before the ready line, so no signal after it is missed.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        tracing::info!("{name}: shutting down");
+    })
+}
+
+/// Completes on Ctrl-C (non-Unix platforms).
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    })
 }

@@ -71,6 +71,7 @@ fn proto4_protocol_mismatch_closes_1002() {
 }
 
 /// PROTO-5: a wrong token: AUTH_TOKEN_MISMATCH, close 1008; none: AUTH_TOKEN_MISSING, close 1008.
+/// DOOR-1: a token one character short of the real one is refused too.
 #[test]
 fn proto5_wrong_or_missing_token_closes_1008() {
     let gw = start_gateway_with_token(&[]);

@@ -29,7 +29,9 @@ pub fn gateway_bin() -> PathBuf {
 pub fn helper_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("crash_helper")
+    let path = dir.join("examples").join("crash_helper");
+    assert!(path.exists(), "{} is missing: build it with `cargo test --all-targets` (or `cargo build --examples`)", path.display());
+    path
 }
 
 /// A running process that printed `listening on ws://ADDR` on stdout.
