@@ -99,6 +99,10 @@ pub fn start_helper(port: u16) -> Holder {
 /// Spawns `cmd` with piped stdio and waits for `listening on ws://ADDR`.
 pub fn start_and_wait_ready(mut cmd: Command) -> Holder {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+    // A gateway started without a token stores a generated one (DOOR-5): keep it out of $HOME.
+    if cmd.get_envs().all(|(key, _)| key != "XDG_STATE_HOME") {
+        cmd.env("XDG_STATE_HOME", std::env::temp_dir());
+    }
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
