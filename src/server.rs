@@ -400,6 +400,7 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
             () = evicted.notified(), if awaiting => return,
         };
         if outcome.authenticated {
+            tracing::debug!(conn = %conn_id, client = ?session.presence().map(|p| &p.client.id), "client authenticated");
             if !shared.admission.lock().unwrap().authenticate(slot.id) {
                 // Evicted while its connect was in flight: it never had a place.
                 return;
@@ -415,6 +416,7 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
             }
         }
         if let Some(close) = outcome.close {
+            tracing::debug!(conn = %conn_id, code = close.code, reason = close.reason, "closing WebSocket client");
             let close = CloseFrame { code: CloseCode::from(close.code), reason: close.reason.into() };
             let drain = async {
                 if ws.send(Message::Close(Some(close))).await.is_err() {

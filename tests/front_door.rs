@@ -50,13 +50,19 @@ fn token_accepted(addr: SocketAddr, token: &str) -> bool {
 }
 
 /// DOOR-5, DOOR-1: with no token on loopback, one is generated into a 0600 file under
-/// $XDG_STATE_HOME, whose path (never the token) is printed on stderr; it is the only token accepted.
+/// $XDG_STATE_HOME, whose path (never the token, not even at trace level) is printed on stderr;
+/// it is the only token accepted.
 #[test]
 fn door5_generated_token_is_stored_privately_and_never_logged() {
     let state = scratch_dir("generated");
+    // Spawned by hand (not start_and_wait_ready) to log at the most verbose level.
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", &state);
-    let mut gw = start_and_wait_ready(cmd);
+    cmd.env("XDG_STATE_HOME", &state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let ready = read_line_with_deadline(&mut stdout, DEADLINE);
+    let addr: SocketAddr = ready.trim_end().strip_prefix("listening on ws://").expect("ready line").parse().unwrap();
+    let mut gw = Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout };
     let path = state.join("gateway-lock").join(format!("token-{}", gw.port()));
     let mut stderr = BufReader::new(gw.stderr.take().unwrap());
     let line = read_line_with_deadline(&mut stderr, DEADLINE);
