@@ -417,12 +417,22 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
         }
         if let Some(close) = outcome.close {
             tracing::debug!(conn = %conn_id, code = close.code, reason = close.reason, "closing WebSocket client");
+            let too_big = close.code == protocol::CLOSE_TOO_BIG;
             let close = CloseFrame { code: CloseCode::from(close.code), reason: close.reason.into() };
-            let drain = async {
+            let drain = async move {
                 if ws.send(Message::Close(Some(close))).await.is_err() {
                     return;
                 }
-                while let Some(Ok(_)) = ws.next().await {}
+                if too_big {
+                    // The rest of the oversize frame is still arriving and is no WebSocket framing:
+                    // discard raw bytes until the client closes, so that it is not reset mid-send
+                    // and reads the close frame.
+                    let mut stream = ws.into_inner();
+                    let mut sink = [0u8; 16 * 1024];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                } else {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
             };
             let _ = tokio::time::timeout(shared.config.shutdown_grace, drain).await;
             return;
