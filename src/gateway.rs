@@ -6,9 +6,10 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cli::RunArgs;
-use crate::front_door::{self, Limits, TokenError, TokenSource, UnauthenticatedBind};
+use crate::front_door::{self, Limits, TokenConfig, TokenError, TokenSource, UnauthenticatedBind};
 use crate::lock::{self, GatewayLockError, WsUrl};
 use crate::server::{self, GatewayInfo, ServerConfig};
 
@@ -45,21 +46,8 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let listener = lock::bind(SocketAddr::new(args.host, args.port))?;
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
 
-    // 1b. The token in force (DOOR-5): read the token file, or generate one and store it
-    //     privately, then say where (never the token itself).
-    let (token, token_source) = front_door::resolve_token(&token_config, addr.port())?;
-    if let TokenSource::Generated(path) = &token_source {
-        eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display());
-    }
-    let config = ServerConfig {
-        handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms),
-        tick_interval: std::time::Duration::from_millis(args.tick_interval_ms),
-        limits: Limits { max_connections: args.max_connections as usize, max_unauthenticated: args.max_unauthenticated as usize },
-        allowed_origins: args.allow_origins.clone(),
-        token: Some(token),
-        token_source: Some(token_source),
-        ..ServerConfig::default()
-    };
+    // 1b. The token in force and the protocol's settings (issue 6, DOOR-5).
+    let config = protocol_config(args, &token_config, addr.port())?;
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
@@ -115,5 +103,24 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C: shutting down");
+    })
+}
+
+/// The token in force (DOOR-5: read `--token-file`, or generate one and store it privately,
+/// printing where — never the token itself) and the protocol's settings from the flags.
+/// Called only once the port is held.
+fn protocol_config(args: &RunArgs, token_config: &TokenConfig, port: u16) -> Result<ServerConfig, RunError> {
+    let (token, token_source) = front_door::resolve_token(token_config, port)?;
+    if let TokenSource::Generated(path) = &token_source {
+        eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display());
+    }
+    Ok(ServerConfig {
+        handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+        tick_interval: Duration::from_millis(args.tick_interval_ms),
+        limits: Limits { max_connections: args.max_connections as usize, max_unauthenticated: args.max_unauthenticated as usize },
+        allowed_origins: args.allow_origins.clone(),
+        token: Some(token),
+        token_source: Some(token_source),
+        ..ServerConfig::default()
     })
 }

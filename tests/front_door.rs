@@ -211,3 +211,25 @@ fn door4_limits_evict_idle_and_refuse_when_full() {
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     assert_eq!(ws_call(&mut first, "h", "health")["ok"], true);
 }
+
+/// DOOR-5 with LOCK-3: a second instance refused on the held port (exit 3) never reaches token
+/// generation, so the holder's generated token file is untouched and still valid.
+#[test]
+fn door5_refused_instance_leaves_the_token_file_alone() {
+    let state = scratch_dir("refused");
+    let mut cmd = gateway_cmd(&["--port", "0"]);
+    cmd.env("XDG_STATE_HOME", &state);
+    let gw = start_and_wait_ready(cmd);
+    let path = state.join("gateway-lock").join(format!("token-{}", gw.port()));
+    let before = std::fs::read_to_string(&path).unwrap();
+    let mut second = gateway_cmd(&["--port", &gw.port().to_string()]);
+    second.env("XDG_STATE_HOME", &state);
+    let (code, out, err) = exit_of(second);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(out, "");
+    assert_eq!(err, format!("{}\n", held_message(&gw.url())));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    assert!(token_accepted(gw.addr, before.trim()));
+    drop(gw);
+    std::fs::remove_dir_all(&state).unwrap();
+}
