@@ -269,6 +269,10 @@ async fn serve_connection(mut stream: TcpStream, mut stop: watch::Receiver<bool>
             let (status, body) = http::readiness(shared.lifecycle.phase() == Phase::Serving);
             reply(&mut stream, &http::response(status, "application/json", body.as_bytes(), head_only)).await;
         }
+        // An upgrade completed while draining: no new WebSocket session during shutdown.
+        Route::Upgrade { .. } if shared.lifecycle.phase() != Phase::Serving => {
+            reply(&mut stream, &http::error_response(Status::ServiceUnavailable)).await;
+        }
         Route::Upgrade { .. } if !front_door::origin_allowed(head.origin.as_deref(), &shared.config.allowed_origins) => {
             reply(&mut stream, &http::error_response(Status::Forbidden)).await;
         }

@@ -35,7 +35,8 @@ fn proto14_health_body_is_live() {
     }
 }
 
-/// PROTO-13: a readiness probe whose request completes while the gateway shuts down gets 503.
+/// PROTO-13: a readiness probe whose request completes while the gateway shuts down gets 503
+/// (and so does a WebSocket upgrade).
 /// Its connection was accepted (and its first bytes read) before the signal; the `shutdown`
 /// event on an authenticated client shows that shutdown has begun.
 #[test]
@@ -45,6 +46,9 @@ fn proto13_readiness_is_503_while_shutting_down() {
     let mut probe = TcpStream::connect_timeout(&gw.addr, DEADLINE).unwrap();
     probe.set_read_timeout(Some(DEADLINE)).unwrap();
     probe.write_all(b"GET /readyz HTTP/1.1\r\n").unwrap();
+    let mut upgrade = TcpStream::connect_timeout(&gw.addr, DEADLINE).unwrap();
+    upgrade.set_read_timeout(Some(DEADLINE)).unwrap();
+    upgrade.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     // A later request answered means the probe's connection was accepted and its bytes read
     // (one thread, connections served in order).
     assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
@@ -55,5 +59,12 @@ fn proto13_readiness_is_503_while_shutting_down() {
     probe.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{response}");
     assert!(response.ends_with("{\"ok\":false,\"status\":\"shutting down\"}"), "{response}");
+    // A WebSocket upgrade completed during shutdown gets 503 too: no session starts.
+    upgrade
+        .write_all(b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    upgrade.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{response}");
     assert!(gw.wait().success());
 }
