@@ -78,6 +78,10 @@ check gateway-health "Gateway Health" "OK" -- "${oc[@]}" gateway health --url "w
 check gateway-probe "Reachable: yes" "Read probe: ok" -- "${oc[@]}" gateway probe --port "$port" --token "$token"
 check gateway-status "Read probe: ok" -- "${oc[@]}" gateway status --port "$port" --token "$token" --require-rpc
 check health "Agents:" -- env OPENCLAW_GATEWAY_PORT="$port" OPENCLAW_GATEWAY_TOKEN="$token" "${oc[@]}" health
+# The --json paths read every health field (they crash on missing ones).
+check gateway-health-json '"ok": true' '"sessions": {' -- "${oc[@]}" gateway health --url "ws://127.0.0.1:$port" --token "$token" --json
+check gateway-probe-json '"ok": true' '"degraded": false' -- "${oc[@]}" gateway probe --port "$port" --token "$token" --json
+check health-json '"ok": true' '"agents": []' -- env OPENCLAW_GATEWAY_PORT="$port" OPENCLAW_GATEWAY_TOKEN="$token" "${oc[@]}" health --json
 
 kill -TERM "$gw"
 rc=0
