@@ -11,6 +11,9 @@
 //! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
 //! - [`cli`]: flags, environment variables and exit codes.
 //! - [`logging`]: diagnostics on stderr.
+//! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
+//!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
+//!   (service-manager readiness).
 
 pub mod cli;
 pub mod gateway;
@@ -18,5 +21,11 @@ pub mod http;
 pub mod lifecycle;
 pub mod lock;
 pub mod logging;
+pub mod notify;
+pub mod probe;
+pub mod profile;
 pub mod server;
+pub mod status;
+pub mod stop;
 mod sync;
+pub mod takeover;

@@ -61,12 +61,14 @@ pub struct GatewayInfo {
     pub version: &'static str,
     /// When the lock was taken.
     pub started: Instant,
+    /// The profile it runs under (`None`: no profile), reported as `"profile"` (issue 4).
+    pub profile: Option<String>,
 }
 
 impl GatewayInfo {
     /// Info for this process holding `addr`, started now.
     pub fn new(addr: SocketAddr) -> Self {
-        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now() }
+        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now(), profile: None }
     }
 }
 
@@ -202,6 +204,7 @@ fn health_body(shared: &Shared) -> serde_json::Value {
         "version": info.version,
         "uptimeMs": info.started.elapsed().as_millis() as u64,
         "connections": shared.lifecycle.open_connections(),
+        "profile": info.profile,
     })
 }
 
