@@ -442,9 +442,10 @@ pub fn find_owner(addr: SocketAddr, deadline: Instant) -> Owner {
 /// lowest such pid, giving up at `deadline`.
 pub fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
     let mut pids: Vec<u32> = std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    // Lowest pid first: when a socket is shared (a forked child, a child between fork and exec),
+    // the parent is the holder.
     pids.sort_unstable();
-    // Newest processes first: a holder is usually younger than the system's daemons.
-    for pid in pids.into_iter().rev() {
+    for pid in pids {
         if Instant::now() >= deadline {
             return None;
         }

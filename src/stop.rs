@@ -34,7 +34,7 @@ pub enum StopError {
         url: WsUrl,
     },
     /// The holder did not answer as a live gateway.
-    #[error("refusing to stop the holder of {url}: it is not a gateway ({why})")]
+    #[error("refusing to stop the holder of {url}: it did not answer as a live gateway ({why})")]
     NotAGateway {
         /// The address.
         url: WsUrl,

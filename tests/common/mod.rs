@@ -186,3 +186,105 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 pub fn assert_port_free(addr: SocketAddr) {
     gateway_lock::lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
 }
+
+// ---- Operations support (issue 4) ----
+
+/// Runs a prepared `gateway` command to completion (bounded); returns (status, stdout, stderr).
+pub fn run_cmd_to_exit(mut cmd: Command) -> (ExitStatus, String, String) {
+    cmd.env("GATEWAY_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    // Drain both pipes while waiting, so that a chatty child never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gateway did not exit before the deadline");
+    }
+    (status.unwrap(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// A `gateway` command with args.
+pub fn gateway_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// A plain listener in the test process (a foreign holder, not a gateway). With `answer`, a
+/// thread accepts every connection and closes it at once (it "answers" with nothing); without,
+/// nothing ever accepts (connections wait in the backlog, like a hung process).
+pub struct ForeignListener {
+    pub addr: SocketAddr,
+    listener: std::sync::Arc<std::net::TcpListener>,
+}
+
+impl ForeignListener {
+    pub fn start(answer: bool) -> Self {
+        let listener = std::sync::Arc::new(std::net::TcpListener::bind("127.0.0.1:0").expect("bind foreign listener"));
+        let addr = listener.local_addr().unwrap();
+        if answer {
+            let l = std::sync::Arc::clone(&listener);
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    drop(conn);
+                }
+            });
+        }
+        ForeignListener { addr, listener }
+    }
+    /// The listener is still open and listening: a connection is accepted by the kernel.
+    pub fn assert_still_listening(&self) {
+        TcpStream::connect_timeout(&self.addr, DEADLINE).expect("the foreign listener must still be listening");
+        let _ = &self.listener;
+    }
+}
+
+/// SIGSTOPs a process and SIGCONTs it again when dropped (on every path, panics included).
+pub struct StoppedGuard(pub Pid);
+
+impl StoppedGuard {
+    pub fn stop(pid: Pid) -> Self {
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+        // Wait (bounded) until the kernel reports the process as stopped.
+        let end = Instant::now() + DEADLINE;
+        while !gateway_lock::probe::is_stopped(pid.as_raw() as u32) {
+            assert!(Instant::now() < end, "process did not stop");
+            // Polling the kernel's process state; the deadline bounds it.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        StoppedGuard(pid)
+    }
+}
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// Reserves a port that nobody listens on: a bound socket that does not listen (connections
+/// are refused, so the port looks free, and no other test can take it meanwhile).
+pub fn reserved_free_port() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
+/// Parses the JSON body of an HTTP response.
+pub fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON body {body:?}: {e}"))
+}
