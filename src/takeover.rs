@@ -123,10 +123,11 @@ pub fn acquire(addr: SocketAddr, how: Takeover) -> Result<TcpListener, GatewayLo
         let found = probe::probe(addr, probe::STATUS_PROBE_BUDGET);
         match crate::stop::request_stop(&found) {
             Ok(pid) => {
-                tracing::info!("asked gateway pid {pid} to stop; waiting for {}", WsUrl(addr));
+                tracing::debug!("asked gateway pid {pid} to stop; waiting for {}", WsUrl(addr));
                 wait = Some(Some(wait.flatten().unwrap_or(DEFAULT_REPLACE_TIMEOUT)));
             }
-            Err(why) => tracing::warn!("not replacing the holder: {why}"),
+            // Nothing is printed before ERR-1's line; the lines after it describe the holder.
+            Err(why) => tracing::debug!("not replacing the holder: {why}"),
         }
     }
     match wait {

@@ -288,3 +288,67 @@ pub fn json_body(response: &str) -> serde_json::Value {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON body {body:?}: {e}"))
 }
+
+/// A spawned process whose ready line has not been read yet (a waiter).
+pub struct Pending {
+    pub child: Child,
+    pub stdout: Option<BufReader<ChildStdout>>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Pending {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+        let mut child = cmd.spawn().expect("spawn");
+        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child }
+    }
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+    /// Reads the ready line (bounded) and returns the address it names.
+    pub fn read_ready(&mut self) -> SocketAddr {
+        let line = read_line_with_deadline(self.stdout.as_mut().unwrap(), DEADLINE);
+        line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("unexpected ready line {line:?}")).parse().unwrap()
+    }
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+    pub fn take_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until at least `n` connections to local port `port` are established in the
+/// kernel's table (accepted or still in a listener's backlog): the readiness signal of a waiter,
+/// which keeps one connection to the holder open.
+pub fn wait_for_established(port: u16, n: usize) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut rows = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            rows.extend(gateway_lock::probe::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
+        }
+        if rows.iter().filter(|r| r.local.port() == port && r.state == 0x01).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < end, "fewer than {n} connections to port {port} before the deadline");
+        // Polling the kernel's table; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pid a gateway reports in `/healthz`.
+pub fn health_pid(addr: SocketAddr) -> i64 {
+    json_body(&http_get(addr, "/healthz"))["pid"].as_i64().expect("pid in health body")
+}
