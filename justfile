@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit
+test: check unit model
 
 # Formatting and lints (warnings are errors).
 check:
@@ -16,3 +16,9 @@ check:
 # Unit and integration tests with real processes, sockets and signals.
 unit:
     cargo test --all-targets
+
+# The model of the operations protocol (spec/model/gateway_ops.pml: holders, waiters, replacers,
+# stop, kills and SIGSTOP), checked exhaustively by spin; installs Debian's `spin` if missing.
+model:
+    command -v spin >/dev/null || { s=$(command -v sudo || true); $s apt-get update -qq && $s apt-get install -y -qq spin >/dev/null; }
+    spec/model/check.sh
