@@ -277,6 +277,12 @@ pub enum Owner {
         /// The uid owning the socket.
         uid: u32,
     },
+    /// A listening socket was found (owned by `uid`), but the search for its process ran out of
+    /// time (a busy system); the probe's bound wins.
+    OutOfTime {
+        /// The uid owning the socket.
+        uid: u32,
+    },
     /// No listening socket on the address in `/proc/net/tcp{,6}`.
     NoListener,
     /// This system has no `/proc` to ask.
@@ -366,6 +372,9 @@ impl Probe {
                 p.command.as_deref().unwrap_or("(command line unreadable)")
             ),
             Owner::SocketOnly { uid } => format!("  holder: a listening socket of uid {uid}; its process is not visible from here"),
+            Owner::OutOfTime { uid } => {
+                format!("  holder: a listening socket of uid {uid}; its process was not found within {} ms", self.budget.as_millis())
+            }
             Owner::NoListener => "  holder: no process listens on the address (it is bound by a socket that does not listen)".to_string(),
             Owner::Unknown => "  holder: unknown (finding the process is supported on Linux only)".to_string(),
         }];
@@ -434,6 +443,7 @@ pub fn find_owner(addr: SocketAddr, deadline: Instant) -> Owner {
     let Some(row) = find_listener(&rows, addr) else { return Owner::NoListener };
     match pid_of_inode(row.inode, deadline) {
         Some(pid) => Owner::Found(Process { pid, uid: row.uid, command: command_line(pid), stopped: is_stopped(pid) }),
+        None if Instant::now() >= deadline => Owner::OutOfTime { uid: row.uid },
         None => Owner::SocketOnly { uid: row.uid },
     }
 }

@@ -106,7 +106,7 @@ pub fn verify(found: &Probe) -> Result<u32, StopError> {
     };
     let process = match &found.owner {
         Owner::Found(p) => p,
-        Owner::SocketOnly { uid } => {
+        Owner::SocketOnly { uid } | Owner::OutOfTime { uid } => {
             return Err(StopError::Unverified { url, why: format!("the listening socket's process (uid {uid}) is not visible from here") })
         }
         Owner::NoListener | Owner::Unknown => {
@@ -178,7 +178,7 @@ pub fn wait_released(addr: SocketAddr, pid: u32, deadline: Instant) -> Result<()
                 match probe::find_owner(addr, deadline) {
                     Owner::Found(p) if p.pid == pid => {}
                     // Not visible (or the scan ran out of time): keep watching.
-                    Owner::SocketOnly { .. } => {}
+                    Owner::SocketOnly { .. } | Owner::OutOfTime { .. } => {}
                     Owner::Unknown => {}
                     Owner::Found(_) | Owner::NoListener => return Ok(()),
                 }

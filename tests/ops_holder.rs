@@ -16,7 +16,7 @@ fn lines(stderr: &str) -> Vec<&str> {
 fn ops1_refusal_by_a_live_gateway_names_it_and_exits_5() {
     let holder = start_gateway(&["--port", "0"]);
     let port = holder.port().to_string();
-    let (status, out, err) = run_to_exit(&["run", "--port", &port]);
+    let (status, out, err) = run_refused(|| gateway_cmd(&["run", "--port", &port]), probe_complete);
     assert_eq!(status.code(), Some(5), "stderr: {err}");
     assert_eq!(out, "");
     let l = lines(&err);
@@ -31,7 +31,8 @@ fn ops1_refusal_by_a_live_gateway_names_it_and_exits_5() {
 fn ops1_refusal_by_a_foreign_listener_names_it_and_exits_3() {
     let foreign = ForeignListener::start(true);
     let url = format!("ws://{}", foreign.addr);
-    let (status, out, err) = run_to_exit(&["run", "--port", &foreign.addr.port().to_string()]);
+    let port = foreign.addr.port().to_string();
+    let (status, out, err) = run_refused(|| gateway_cmd(&["run", "--port", &port]), probe_complete);
     assert_eq!(status.code(), Some(3), "stderr: {err}");
     assert_eq!(out, "");
     let l = lines(&err);
@@ -47,7 +48,8 @@ fn ops1_refusal_by_a_foreign_listener_names_it_and_exits_3() {
 fn ops1_sigstopped_holder_gives_a_bounded_answer() {
     let holder = start_gateway(&["--port", "0"]);
     let _stopped = StoppedGuard::stop(holder.pid());
-    let (status, _, err) = run_to_exit(&["run", "--port", &holder.port().to_string()]);
+    let port = holder.port().to_string();
+    let (status, _, err) = run_refused(|| gateway_cmd(&["run", "--port", &port]), process_found);
     assert_eq!(status.code(), Some(3), "stderr: {err}");
     let l = lines(&err);
     assert_eq!(l[0], held_message(&holder.url()));

@@ -56,7 +56,7 @@ fn ops6_refused_start_does_not_touch_the_state_directory() {
     let state = tempfile::tempdir().unwrap();
     let holder = start_and_wait_ready(run_with_state(state.path(), &["run", "--port", "0", "--profile", "work"]));
     let port = holder.port().to_string();
-    let (status, _, err) = run_cmd_to_exit(run_with_state(state.path(), &["run", "--port", &port, "--profile", "fresh"]));
+    let (status, _, err) = run_refused(|| run_with_state(state.path(), &["run", "--port", &port, "--profile", "fresh"]), probe_complete);
     assert_eq!(status.code(), Some(5), "{err}");
     assert_eq!(err.lines().next().unwrap(), held_message(&holder.url()));
     assert!(err.contains("profile work"), "{err}");
@@ -108,10 +108,16 @@ fn ops7_refused_start_sends_no_notification() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let manager = UnixDatagram::bind(&path).unwrap();
-    let mut cmd = gateway_cmd(&["run", "--port", &holder.port().to_string()]);
-    cmd.env("NOTIFY_SOCKET", &path);
-    let (status, _, _) = run_cmd_to_exit(cmd);
-    assert_eq!(status.code(), Some(5));
+    let port = holder.port().to_string();
+    let (status, _, err) = run_refused(
+        || {
+            let mut cmd = gateway_cmd(&["run", "--port", &port]);
+            cmd.env("NOTIFY_SOCKET", &path);
+            cmd
+        },
+        probe_complete,
+    );
+    assert!(matches!(status.code(), Some(3 | 5)), "{err}");
     manager.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 256];
     let got = manager.recv(&mut buf);

@@ -69,7 +69,8 @@ fn ops3_gateway_of_another_user_is_not_signalled() {
     let (status, _, err) = run_to_exit(&["stop", "--port", &holder.port().to_string()]);
     assert_eq!(status.code(), Some(4), "{err}");
     assert!(err.contains(&format!("pid {} belongs to uid 65534", holder.pid())), "{err}");
-    let (status, _, err) = run_to_exit(&["run", "--port", &holder.port().to_string(), "--replace"]);
+    let port = holder.port().to_string();
+    let (status, _, err) = run_refused(|| gateway_cmd(&["run", "--port", &port, "--replace"]), probe_complete);
     assert_eq!(status.code(), Some(5), "{err}");
     assert_eq!(err.lines().next().unwrap(), held_message(&holder.url()));
     assert_eq!(health_pid(holder.addr), i64::from(holder.pid().as_raw()));
@@ -111,7 +112,8 @@ fn ops4_waiter_behind_a_stopped_holder_takes_the_port_when_it_is_killed() {
 #[test]
 fn ops4_wait_timeout_gives_the_normal_lock_error() {
     let holder = start_gateway(&["--port", "0"]);
-    let (status, out, err) = run_to_exit(&["run", "--port", &holder.port().to_string(), "--wait=300ms"]);
+    let port = holder.port().to_string();
+    let (status, out, err) = run_refused(|| gateway_cmd(&["run", "--port", &port, "--wait=300ms"]), probe_complete);
     assert_eq!(status.code(), Some(5), "{err}");
     assert_eq!(out, "");
     assert_eq!(err.lines().next().unwrap(), held_message(&holder.url()));
