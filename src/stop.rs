@@ -217,3 +217,41 @@ pub fn stop(addr: SocketAddr, timeout: Duration) -> u8 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{HealthInfo, Process};
+
+    fn probe_of(answer: Answer, owner: Owner) -> Probe {
+        Probe { addr: "127.0.0.1:9".parse().unwrap(), owner, answer, budget: Duration::from_millis(200) }
+    }
+
+    fn me() -> Process {
+        Process { pid: std::process::id(), uid: current_uid(), command: None, stopped: false }
+    }
+
+    fn live(pid: u32) -> Answer {
+        Answer::Gateway(HealthInfo { pid: Some(pid), ..HealthInfo::default() })
+    }
+
+    /// OPS-3: only a live gateway whose reported pid is the listening pid, of this user, is verified.
+    #[test]
+    fn ops3_verify_accepts_only_a_same_user_gateway_whose_pid_matches() {
+        let pid = std::process::id();
+        assert_eq!(verify(&probe_of(live(pid), Owner::Found(me()))).unwrap(), pid);
+        let cases = [
+            (probe_of(Answer::Refused, Owner::NoListener), exit_code::NOT_RUNNING),
+            (probe_of(Answer::Other("answered \"HTTP/1.1 404\"".into()), Owner::Found(me())), exit_code::REFUSED),
+            (probe_of(Answer::NoAnswer, Owner::Found(me())), exit_code::REFUSED),
+            (probe_of(live(pid + 1), Owner::Found(me())), exit_code::REFUSED),
+            (probe_of(live(pid), Owner::SocketOnly { uid: 0 }), exit_code::REFUSED),
+            (probe_of(live(pid), Owner::Unknown), exit_code::REFUSED),
+            (probe_of(live(pid), Owner::Found(Process { uid: current_uid() + 1, ..me() })), exit_code::REFUSED),
+        ];
+        for (found, code) in cases {
+            let err = verify(&found).unwrap_err();
+            assert_eq!(err.exit_code(), code, "{err}");
+        }
+    }
+}

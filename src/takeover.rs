@@ -45,12 +45,13 @@ pub struct PortWatch {
     target: SocketAddr,
     conn: Option<TcpStream>,
     refused_before: bool,
+    last_connect: Option<Instant>,
 }
 
 impl PortWatch {
     /// A watch on `addr` (the wildcard is watched through loopback).
     pub fn new(addr: SocketAddr) -> Self {
-        PortWatch { target: probe::connect_target(addr), conn: None, refused_before: false }
+        PortWatch { target: probe::connect_target(addr), conn: None, refused_before: false, last_connect: None }
     }
 
     /// Blocks until the watched connection closes, a connection is refused, or the poll
@@ -63,7 +64,13 @@ impl PortWatch {
                 // Refused twice in a row while the bind still fails (a socket that is bound but
                 // does not listen): wait for the poll interval instead of spinning.
                 std::thread::sleep(slice_end.saturating_duration_since(Instant::now()));
+            } else if let Some(last) = self.last_connect {
+                // At most one connection per poll interval: a holder that closes every
+                // connection at once (not a gateway) must not turn the wait into a busy loop.
+                let next = (last + POLL_INTERVAL).min(until);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
             }
+            self.last_connect = Some(Instant::now());
             return match TcpStream::connect_timeout(&self.target, remaining()) {
                 Ok(conn) => {
                     self.refused_before = false;
