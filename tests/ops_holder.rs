@@ -150,3 +150,19 @@ fn ops2_status_stopped_or_silent_holder_exits_5() {
     assert_eq!(code, Some(5), "{json}");
     assert_eq!(json["stopped"], false);
 }
+
+/// OPS-1, OPS-2: an IPv6 holder is found in /proc/net/tcp6 and named; `status` on ::1 sees it.
+#[test]
+fn ops1_ipv6_holder_is_named_and_reported() {
+    let holder = start_gateway(&["--host", "::1", "--port", "0"]);
+    let port = holder.port().to_string();
+    let (status, _, err) = run_refused(|| gateway_cmd(&["run", "--host", "::1", "--port", &port]), probe_complete);
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert_eq!(err.lines().next().unwrap(), held_message(&holder.url()));
+    assert!(err.contains(&format!("  holder: pid {} ", holder.pid())), "{err}");
+    let (status, out, _) = run_to_exit(&["status", "--host", "::1", "--port", &port, "--json"]);
+    assert_eq!(status.code(), Some(0), "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["pid"], holder.pid().as_raw());
+    assert_eq!(json["url"], holder.url());
+}
