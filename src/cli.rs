@@ -40,9 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Take the port as the lock and serve on it until SIGTERM, SIGINT or SIGHUP.
     Run(RunArgs),
-    /// Tell who holds the port: free, a gateway, a foreign process, or not answering (issue 4).
+    /// Tell who holds the port: free, a gateway, a foreign process, or not answering.
     Status(StatusArgs),
-    /// Ask the gateway holding the port to shut down gracefully and wait until the port is free (issue 4).
+    /// Ask the gateway holding the port to shut down gracefully and wait until the port is free.
     Stop(StopArgs),
 }
 
@@ -70,7 +70,7 @@ pub struct RunOpsArgs {
     /// If the port is held by a gateway of this user, ask it to stop and take the port once it is free.
     #[arg(long)]
     pub replace: bool,
-    /// Run under a profile: its own default port and state directory (spec/cli.md).
+    /// Run under a profile: its own state directory, and its own default port unless --port is given (spec/cli.md).
     #[arg(long, env = "GATEWAY_PROFILE", value_parser = parse_profile_arg)]
     pub profile: Option<String>,
 }
