@@ -142,3 +142,44 @@ pub fn acquire(addr: SocketAddr, how: Takeover) -> Result<TcpListener, GatewayLo
         Some(limit) => wait_and_bind(addr, limit.map(|d| started + d)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// OPS-4: the watch wakes on the holder's close (an accepted connection closed, or a backlog
+    /// connection reset when the listener closes), not by the poll; nothing listening is `Refused`.
+    #[test]
+    fn ops4_watch_wakes_when_the_holder_closes() {
+        // A holder that accepts, then closes the connection (a draining gateway).
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap();
+        let mut watch = PortWatch::new(addr);
+        assert_eq!(watch.wait(far()), Observation::Quiet, "connected");
+        drop(holder.accept().unwrap());
+        assert_eq!(watch.wait(far()), Observation::Closed);
+        // A holder that never accepts: the connection waits in the backlog and is reset when the
+        // listener closes.
+        assert_eq!(watch.wait(far()), Observation::Quiet, "connected again");
+        drop(holder);
+        assert_eq!(watch.wait(far()), Observation::Closed);
+        // Nothing listens any more.
+        assert_eq!(watch.wait(far()), Observation::Refused);
+    }
+
+    /// OPS-4: a bound wait on a held port ends in ERR-1, and binds at once once it is free.
+    #[test]
+    fn ops4_wait_and_bind_times_out_with_err1_then_binds_when_free() {
+        let holder = lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = holder.local_addr().unwrap();
+        let err = wait_and_bind(addr, Some(Instant::now() + Duration::from_millis(50))).unwrap_err();
+        assert_eq!(err.to_string(), format!("another gateway instance is already listening on ws://{addr}"));
+        drop(holder);
+        wait_and_bind(addr, Some(Instant::now())).unwrap();
+    }
+}
