@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit protocol-python
+test: check unit protocol-python model
 
 # Formatting and lints (warnings are errors).
 check:
@@ -31,3 +31,8 @@ protocol-python:
     test -x target/pyclient/bin/python || python3 -m venv target/pyclient
     target/pyclient/bin/python -m pip install --quiet --disable-pip-version-check 'websockets>=14,<18'
     target/pyclient/bin/python tests/python/protocol_client.py target/debug/gateway
+# The model of the operations protocol (spec/model/gateway_ops.pml: holders, waiters, replacers,
+# stop, kills and SIGSTOP), checked exhaustively by spin; installs Debian's `spin` if missing.
+model:
+    command -v spin >/dev/null || { s=$(command -v sudo || true); $s apt-get update -qq && $s apt-get install -y -qq spin >/dev/null; }
+    spec/model/check.sh

@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::front_door::{self, Limits, TokenConfig, TokenError, TokenSource, UnauthenticatedBind};
-use crate::lock::{self, GatewayLockError, WsUrl};
+use crate::lock::{GatewayLockError, WsUrl};
+use crate::profile::{self, StateDirError};
 use crate::server::{self, GatewayInfo, ServerConfig};
+use crate::takeover::{self, Takeover};
+use crate::{notify, probe};
 
 /// Why `gateway run` ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,9 @@ pub enum RunError {
     /// The lock could not be taken.
     #[error("GatewayLockError: {0}")]
     Lock(#[from] GatewayLockError),
+    /// The port was taken but the profile's state directory could not be (issue 4, `OPS-6`).
+    #[error("StateDirError: {0}")]
+    StateDir(#[from] StateDirError),
     /// The lock was taken but the runtime could not be set up.
     #[error("gateway runtime failed: {0}")]
     Runtime(#[source] std::io::Error),
@@ -42,18 +48,33 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let token_config = args.token_config();
     front_door::check_bind(args.host, &token_config)?;
 
-    // 1. The lock, before anything observable.
-    let listener = lock::bind(SocketAddr::new(args.host, args.port))?;
+    // 1. The lock, before anything observable. `--wait`/`--replace` act only once a first bind
+    //    has been refused (`OPS-4`, `OPS-5`).
+    let how = Takeover { wait: args.ops.wait, replace: args.ops.replace };
+    let listener = takeover::acquire(SocketAddr::new(args.host, args.port), how)?;
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
+    // 1b. Only now that the port is held: the profile's state directory, locked for our lifetime
+    //     (`OPS-6`), and the ephemeral-range warning (`OPS-1`).
+    let _state_dir = match &args.ops.profile {
+        Some(name) => Some(profile::take_state_dir(name)?),
+        None => None,
+    };
+    if let Some(warning) = probe::check_ephemeral_range(args.port) {
+        tracing::warn!("{warning}");
+    }
 
-    // 1b. The token in force and the protocol's settings (issue 6, DOOR-5).
+    // 1c. The token in force and the protocol's settings (issue 6, DOOR-5).
     let config = protocol_config(args, &token_config, addr.port())?;
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
     let entered = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener).map_err(RunError::Runtime)?;
-    let shutdown = shutdown_signal().map_err(RunError::Runtime)?;
+    let signal = shutdown_signal().map_err(RunError::Runtime)?;
+    let shutdown = async {
+        signal.await;
+        notify::stopping();
+    };
 
     // 3. Announce: the ready line, exactly once, flushed.
     {
@@ -61,10 +82,16 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
         let _ = writeln!(stdout, "{}", ready_line(addr));
         let _ = stdout.flush();
     }
+    notify::ready();
     tracing::info!(pid = std::process::id(), "gateway holds {}", WsUrl(addr));
 
     // 4. Serve until a signal, then drain.
-    let stopped = runtime.block_on(server::run(listener, GatewayInfo::new(addr), config, shutdown));
+    let stopped = runtime.block_on(server::run(
+        listener,
+        GatewayInfo { profile: args.ops.profile.clone(), ..GatewayInfo::new(addr) },
+        config,
+        shutdown,
+    ));
     if stopped.abandoned > 0 {
         tracing::warn!("{} connection(s) did not close within the grace period", stopped.abandoned);
     }

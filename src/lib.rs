@@ -13,6 +13,9 @@
 //! - [`logging`]: diagnostics on stderr.
 //! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
 //! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
+//! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
+//!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
+//!   (service-manager readiness).
 
 pub mod cli;
 pub mod front_door;
@@ -21,6 +24,12 @@ pub mod http;
 pub mod lifecycle;
 pub mod lock;
 pub mod logging;
+pub mod notify;
+pub mod probe;
+pub mod profile;
 pub mod protocol;
 pub mod server;
+pub mod status;
+pub mod stop;
 mod sync;
+pub mod takeover;

@@ -215,7 +215,7 @@ pub struct LockView {
     pub host: String,
     /// The bound port.
     pub port: u16,
-    /// The profile (`null` until profiles exist).
+    /// The profile the gateway runs under (`null` without `--profile`).
     pub profile: Option<String>,
     /// The gateway's version.
     pub version: String,

@@ -94,12 +94,14 @@ pub struct GatewayInfo {
     pub version: &'static str,
     /// When the lock was taken.
     pub started: Instant,
+    /// The profile it runs under (`None`: no profile), reported as `"profile"` (issue 4).
+    pub profile: Option<String>,
 }
 
 impl GatewayInfo {
     /// Info for this process holding `addr`, started now.
     pub fn new(addr: SocketAddr) -> Self {
-        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now() }
+        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now(), profile: None }
     }
 }
 
@@ -307,6 +309,7 @@ fn health_body(shared: &Shared) -> serde_json::Value {
         "version": info.version,
         "uptimeMs": info.started.elapsed().as_millis() as u64,
         "connections": shared.lifecycle.open_connections(),
+        "profile": info.profile,
     })
 }
 
@@ -333,8 +336,7 @@ impl GatewayView for View<'_> {
             pid: info.pid,
             host: info.addr.ip().to_string(),
             port: info.addr.port(),
-            // Profiles are another concern (issue 4); `null` until they exist.
-            profile: None,
+            profile: info.profile.clone(),
             version: info.version.to_string(),
             uptime_ms: info.started.elapsed().as_millis() as u64,
             connections: self.0.lifecycle.open_connections(),

@@ -212,7 +212,8 @@ fn door4_limits_evict_idle_and_refuse_when_full() {
     assert_eq!(ws_call(&mut first, "h", "health")["ok"], true);
 }
 
-/// DOOR-5 with LOCK-3: a second instance refused on the held port (exit 3) never reaches token
+/// DOOR-5 with LOCK-3: a second instance refused on the held port (exit 5: the holder is a live
+/// gateway, OPS-1) never reaches token
 /// generation, so the holder's generated token file is untouched and still valid.
 #[test]
 fn door5_refused_instance_leaves_the_token_file_alone() {
@@ -225,9 +226,9 @@ fn door5_refused_instance_leaves_the_token_file_alone() {
     let mut second = gateway_cmd(&["--port", &gw.port().to_string()]);
     second.env("XDG_STATE_HOME", &state);
     let (code, out, err) = exit_of(second);
-    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(code, Some(5), "{err}");
     assert_eq!(out, "");
-    assert_eq!(err, format!("{}\n", held_message(&gw.url())));
+    assert_eq!(err.lines().next(), Some(held_message(&gw.url()).as_str()));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     assert!(token_accepted(gw.addr, before.trim()));
     drop(gw);

@@ -9,14 +9,14 @@ use std::process::{Command, Stdio};
 use common::*;
 use socket2::{Domain, Socket, Type};
 
-/// LOCK-1, LOCK-3, ERR-1: a second instance is refused at once with the exact message and
-/// exit 3, prints nothing on stdout, and the first keeps serving.
+/// LOCK-1, LOCK-3, ERR-1: a second instance is refused at once with the exact message (exit 5:
+/// the holder is a live gateway, OPS-1), prints nothing on stdout, and the first keeps serving.
 #[test]
 fn lock1_second_instance_refused_while_first_serves() {
     let first = start_gateway(&["--port", "0"]);
     let port = first.port().to_string();
     let (status, stdout, stderr) = run_to_exit(&["run", "--port", &port]);
-    assert_eq!(status.code(), Some(3), "stderr: {stderr}");
+    assert_eq!(status.code(), Some(5), "stderr: {stderr}");
     assert_eq!(stdout, "", "a refused start prints nothing on stdout");
     assert_eq!(stderr.lines().next(), Some(held_message(&first.url()).as_str()));
     assert!(http_get(first.addr, "/healthz").starts_with("HTTP/1.1 200 OK"), "the first instance keeps serving");
@@ -28,7 +28,7 @@ fn lock1_ipv6_holder_refuses_second_instance() {
     let first = start_gateway(&["--host", "::1", "--port", "0"]);
     assert!(first.url().starts_with("ws://[::1]:"), "{}", first.url());
     let (status, _, stderr) = run_to_exit(&["run", "--host", "::1", "--port", &first.port().to_string()]);
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status.code(), Some(5), "{stderr}");
     assert_eq!(stderr.lines().next(), Some(held_message(&first.url()).as_str()));
 }
 
@@ -84,7 +84,8 @@ fn err2_address_not_on_this_host_fails_to_bind() {
 }
 
 /// LOCK-6: several instances started at once on a free port: exactly one prints the ready
-/// line, every other exits 3 with the exact refusal.
+/// line, every other exits with the exact refusal: 3, or 5 once the winner answers as a live
+/// gateway (OPS-1).
 #[test]
 fn lock6_burst_of_contenders_has_exactly_one_winner() {
     const CONTENDERS: usize = 6;
@@ -118,7 +119,7 @@ fn lock6_burst_of_contenders_has_exactly_one_winner() {
         let status = wait_with_deadline(child, DEADLINE).expect("contender exit");
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-        assert_eq!(status.code(), Some(3), "{err}");
+        assert!(matches!(status.code(), Some(3 | 5)), "{err}");
         assert_eq!(err.lines().next(), Some(held_message(&format!("ws://127.0.0.1:{port}")).as_str()));
     }
     assert_eq!(winners, 1, "exactly one contender must win");

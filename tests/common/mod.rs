@@ -295,3 +295,192 @@ pub fn ws_call(ws: &mut Ws, id: &str, method: &str) -> serde_json::Value {
         }
     }
 }
+// ---- Operations support (issue 4) ----
+
+/// Runs a prepared `gateway` command to completion (bounded); returns (status, stdout, stderr).
+pub fn run_cmd_to_exit(mut cmd: Command) -> (ExitStatus, String, String) {
+    cmd.env("GATEWAY_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    // Drain both pipes while waiting, so that a chatty child never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gateway did not exit before the deadline");
+    }
+    (status.unwrap(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// A `gateway` command with args.
+pub fn gateway_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// A plain listener in the test process (a foreign holder, not a gateway). With `answer`, a
+/// thread accepts every connection and closes it at once (it "answers" with nothing); without,
+/// nothing ever accepts (connections wait in the backlog, like a hung process).
+pub struct ForeignListener {
+    pub addr: SocketAddr,
+    listener: std::sync::Arc<std::net::TcpListener>,
+}
+
+impl ForeignListener {
+    pub fn start(answer: bool) -> Self {
+        let listener = std::sync::Arc::new(std::net::TcpListener::bind("127.0.0.1:0").expect("bind foreign listener"));
+        let addr = listener.local_addr().unwrap();
+        if answer {
+            let l = std::sync::Arc::clone(&listener);
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    drop(conn);
+                }
+            });
+        }
+        ForeignListener { addr, listener }
+    }
+    /// The listener is still open and listening: a connection is accepted by the kernel.
+    pub fn assert_still_listening(&self) {
+        TcpStream::connect_timeout(&self.addr, DEADLINE).expect("the foreign listener must still be listening");
+        let _ = &self.listener;
+    }
+}
+
+/// SIGSTOPs a process and SIGCONTs it again when dropped (on every path, panics included).
+pub struct StoppedGuard(pub Pid);
+
+impl StoppedGuard {
+    pub fn stop(pid: Pid) -> Self {
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+        // Wait (bounded) until the kernel reports the process as stopped.
+        let end = Instant::now() + DEADLINE;
+        while !gateway_lock::probe::is_stopped(pid.as_raw() as u32) {
+            assert!(Instant::now() < end, "process did not stop");
+            // Polling the kernel's process state; the deadline bounds it.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        StoppedGuard(pid)
+    }
+}
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// Reserves a port that nobody listens on: a bound socket that does not listen (connections
+/// are refused, so the port looks free, and no other test can take it meanwhile).
+pub fn reserved_free_port() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
+/// Parses the JSON body of an HTTP response.
+pub fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON body {body:?}: {e}"))
+}
+
+/// A spawned process whose ready line has not been read yet (a waiter).
+pub struct Pending {
+    pub child: Child,
+    pub stdout: Option<BufReader<ChildStdout>>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Pending {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+        let mut child = cmd.spawn().expect("spawn");
+        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child }
+    }
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+    /// Reads the ready line (bounded) and returns the address it names.
+    pub fn read_ready(&mut self) -> SocketAddr {
+        let line = read_line_with_deadline(self.stdout.as_mut().unwrap(), DEADLINE);
+        line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("unexpected ready line {line:?}")).parse().unwrap()
+    }
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+    pub fn take_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until at least `n` connections to local port `port` are established in the
+/// kernel's table (accepted or still in a listener's backlog): the readiness signal of a waiter,
+/// which keeps one connection to the holder open.
+pub fn wait_for_established(port: u16, n: usize) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut rows = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            rows.extend(gateway_lock::probe::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
+        }
+        if rows.iter().filter(|r| r.local.port() == port && r.state == 0x01).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < end, "fewer than {n} connections to port {port} before the deadline");
+        // Polling the kernel's table; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pid a gateway reports in `/healthz`.
+pub fn health_pid(addr: SocketAddr) -> i64 {
+    json_body(&http_get(addr, "/healthz"))["pid"].as_i64().expect("pid in health body")
+}
+
+/// OPS-1's probe after a refusal is bounded (200 ms). On a loaded machine the bound can cut it
+/// short, and the output says so ("was not found within", "did not answer GET /healthz within").
+/// Runs `make()` to completion until `complete(stderr)` holds, at most 5 times; returns the last run.
+pub fn run_refused(make: impl Fn() -> Command, complete: impl Fn(&str) -> bool) -> (ExitStatus, String, String) {
+    let mut last = run_cmd_to_exit(make());
+    for _ in 0..4 {
+        if complete(&last.2) {
+            break;
+        }
+        last = run_cmd_to_exit(make());
+    }
+    last
+}
+
+/// The probe found the holder's process and its answer within the bound.
+pub fn probe_complete(stderr: &str) -> bool {
+    !stderr.contains("was not found within") && !stderr.contains("did not answer GET /healthz within")
+}
+
+/// The probe found the holder's process within the bound (its answer may be missing: a stopped holder).
+pub fn process_found(stderr: &str) -> bool {
+    !stderr.contains("was not found within")
+}
