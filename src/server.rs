@@ -97,7 +97,7 @@ pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig,
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match shared.lifecycle.admit() {
+                Ok((stream, _)) => match Lifecycle::admit(&shared.lifecycle) {
                     Some(guard) => { tokio::spawn(serve_connection(stream, Arc::clone(&shared), stop_rx.clone(), guard)); }
                     None => drop(stream),
                 },
