@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom fuzz-smoke
+test: check unit loom fuzz-smoke conformance
 
 # Formatting and lints (warnings are errors).
 check:
@@ -45,3 +45,10 @@ fuzz target seconds="60": fuzz-tool
 fuzz-smoke seconds="15": fuzz-tool
     cd fuzz && cargo fmt --check
     for t in {{fuzz_targets}}; do just fuzz "$t" {{seconds}}; done
+
+# Black-box conformance of an implementation against spec/ (one row per invariant ID).
+# TEMPLATE is a shell command with {port} (and optionally {host}); default: our own binary.
+# Example: just conformance 'node port.js --port {port}'
+conformance template="":
+    cargo build --quiet --bin gateway --example conformance
+    target/debug/examples/conformance '{{template}}'
