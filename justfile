@@ -51,4 +51,4 @@ fuzz-smoke seconds="15": fuzz-tool
 # Example: just conformance 'node port.js --port {port}'
 conformance template="":
     cargo build --quiet --bin gateway --example conformance
-    target/debug/examples/conformance '{{template}}'
+    target/debug/examples/conformance {{quote(template)}}

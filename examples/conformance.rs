@@ -484,6 +484,7 @@ fn not_applicable(id: &str) -> &'static str {
         "CLI-3" => "needs the environment, not only a command template",
         "REL-3" => "needs the implementation to spawn a child; check close-on-exec in the port's own tests",
         id if id.starts_with("LIFE-") => "in-process state machine; check with the port's own model tests",
+        id if id.starts_with("FUZZ-") => "in-process parsers; fuzz the port's own parsers",
         _ => "no black-box scenario for it",
     }
 }
