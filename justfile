@@ -17,11 +17,11 @@ check:
 unit:
     cargo test --all-targets
 
-# Loom models of the lifecycle core (LIFE-*), exhaustive up to LOOM_MAX_PREEMPTIONS (default 3).
+# Loom models of the lifecycle core (LIFE-*), exhaustive up to LOOM_MAX_PREEMPTIONS (default 5).
 # `--cfg gateway_loom` (not `--cfg loom`, which would switch tokio into loom mode) in its own
 # target dir so the normal build is not invalidated; release without LTO builds and runs fastest.
 loom:
-    RUSTFLAGS="--cfg gateway_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
+    RUSTFLAGS="--cfg gateway_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-5}" \
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
     cargo test --test loom_lifecycle --release
 
