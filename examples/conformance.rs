@@ -62,6 +62,8 @@ impl Report {
 /// How to start the implementation under test.
 struct Subject {
     template: String,
+    /// `XDG_STATE_HOME` of every started process: a scratch directory, never the user's own.
+    state: PathBuf,
 }
 
 /// A started process (its own process group); killed with its group when dropped.
@@ -139,6 +141,7 @@ impl Subject {
             .arg("-c")
             .arg(format!("exec {command}"))
             .process_group(0)
+            .env("XDG_STATE_HOME", &self.state)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -525,7 +528,8 @@ fn main() {
         std::process::exit(2);
     }
     println!("conformance of: {template}\n");
-    let subject = Subject { template };
+    let state = std::env::temp_dir().join(format!("gateway-conformance-{}", std::process::id()));
+    let subject = Subject { template, state };
     let mut report = Report::default();
     run_scenarios(&subject, &mut report);
     if subject.takes_host() {
@@ -566,6 +570,7 @@ fn main() {
         };
         println!("| {id} | {word} | {why} |");
     }
+    let _ = std::fs::remove_dir_all(&subject.state);
     println!("\n(n/a rows are counted as skipped)\nconformance: {passed} passed, {failed} failed, {na} skipped");
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }

@@ -26,7 +26,9 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{gateway_bin, held_message, http_get, read_line_with_deadline, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
@@ -192,20 +194,34 @@ impl Instance {
     }
 }
 
+impl Drop for Instance {
+    /// Continues and kills the process (a no-op once it has been reaped): nothing outlives its
+    /// case, also when an assertion fails mid-step (e.g. two winners of a burst).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The real system of one case. Dropping it continues and kills every process it started.
 struct System {
     ports: Vec<u16>,
+    /// Per-case scratch directory: each process gets its own `XDG_STATE_HOME` below it, so that
+    /// instances on different ports never share a state directory (removed on drop).
+    scratch: PathBuf,
+    spawned: usize,
     /// By model instance id; `None` once gone (reaped).
     instances: Vec<Option<Instance>>,
 }
 
 impl Drop for System {
     fn drop(&mut self) {
-        for inst in self.instances.iter_mut().flatten() {
-            let _ = kill(inst.pid(), Signal::SIGCONT);
-            let _ = inst.child.kill();
-            let _ = inst.child.wait();
-        }
+        // Each `Instance` continues and kills its process when dropped.
+        self.instances.clear();
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 
@@ -229,10 +245,11 @@ enum Outcome {
     Refused(Option<i32>, String, String),
 }
 
-fn spawn_gateway(port: u16) -> Contender {
+fn spawn_gateway(port: u16, state: &Path) -> Contender {
     let child = Command::new(gateway_bin())
         .args(["run", "--port", &port.to_string()])
         .env("GATEWAY_LOG", "warn")
+        .env("XDG_STATE_HOME", state)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,7 +334,7 @@ impl System {
         } else {
             assert_eq!(status.code(), None, "instance {id} should have died of SIGKILL: {status:?}");
         }
-        drop(inst.clients);
+        inst.clients.clear();
         // REL-1: the port is free at once (the next `Start` checks a successor binds).
     }
 }
@@ -332,7 +349,10 @@ impl StateMachineTest for Processes {
         // Distinct free ports from the OS, released again before the case uses them.
         let probes: Vec<TcpListener> = (0..model.ports).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
         let ports = probes.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        System { ports, instances: Vec::new() }
+        static CASE: AtomicUsize = AtomicUsize::new(0);
+        let case = CASE.fetch_add(1, Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!("gateway-prop-{}-{case}", std::process::id()));
+        System { ports, scratch, spawned: 0, instances: Vec::new() }
     }
 
     fn apply(mut sys: System, model: &Model, op: Op) -> System {
@@ -342,7 +362,9 @@ impl StateMachineTest for Processes {
                 let p = sys.ports[port];
                 // The model after this step: a new instance iff the port was free.
                 let won = model.instances.len() > sys.instances.len();
-                let contenders: Vec<Contender> = (0..k).map(|_| spawn_gateway(p)).collect();
+                let states: Vec<PathBuf> = (0..k).map(|n| sys.scratch.join(format!("state-{}", sys.spawned + n))).collect();
+                sys.spawned += k;
+                let contenders: Vec<Contender> = states.iter().map(|state| spawn_gateway(p, state)).collect();
                 let mut winners = Vec::new();
                 for contender in contenders {
                     match settle(contender, p) {
