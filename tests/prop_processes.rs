@@ -3,7 +3,8 @@
 //! The reference model ([`Model`]) says which instance holds which port and whether it is
 //! alive, stopped (`SIGSTOP`) or gone. Random sequences of operations ([`Op`]: start one
 //! instance, start a burst of contenders at once, send `SIGKILL`/`SIGTERM`/`SIGINT`/`SIGSTOP`/
-//! `SIGCONT`, connect or disconnect a WebSocket client) drive both, and after every step the
+//! `SIGCONT`, connect or disconnect a WebSocket client, open or close a foreign listener) drive
+//! both, and after every step the
 //! real system is checked against the model:
 //!
 //! - LOCK-1: at most one listener per port (read from `/proc/net/tcp`), and exactly one while the
@@ -11,6 +12,7 @@
 //! - LOCK-1, ERR-1, LOCK-3: a start fails iff a live or stopped instance holds the port, with the
 //!   exact message as the first stderr line, exit code 3 (or 5, "held by a healthy gateway"),
 //!   nothing on stdout;
+//! - LOCK-2: a port held by a foreign listener (the test's own) refuses the same way, exit 3;
 //! - LOCK-6: among k simultaneous contenders on a free port exactly one wins;
 //! - REL-1, REL-2: after the holder dies (any signal, with clients connected) a fresh start succeeds;
 //! - SHUT-1, SHUT-3: `SIGTERM`/`SIGINT` close every client with 1012 and exit 0 (also when the
@@ -34,6 +36,8 @@ use common::{gateway_bin, held_message, http_get, read_line_with_deadline, wait_
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::Union;
 use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -79,6 +83,10 @@ enum Op {
     Connect { inst: usize },
     /// Instance `inst`'s oldest client closes.
     Disconnect { inst: usize },
+    /// The test itself (not a gateway) listens on free port P.
+    Foreign { port: usize },
+    /// The test's own listener on P closes.
+    ForeignClose { port: usize },
 }
 
 /// Where an instance is in its life, as the model sees it.
@@ -104,6 +112,8 @@ struct Inst {
 struct Model {
     ports: usize,
     instances: Vec<Inst>,
+    /// Ports held by a foreign (non-gateway) listener of the test.
+    foreign: Vec<bool>,
 }
 
 impl Model {
@@ -111,8 +121,12 @@ impl Model {
     fn holder(&self, port: usize) -> Option<usize> {
         self.instances.iter().position(|i| i.port == port && i.life != Life::Gone)
     }
+    /// Whether anything (an instance, alive or stopped, or a foreign listener) holds `port`.
+    fn held(&self, port: usize) -> bool {
+        self.foreign[port] || self.holder(port).is_some()
+    }
     fn start(&mut self, port: usize) {
-        if self.holder(port).is_none() {
+        if !self.held(port) {
             self.instances.push(Inst { port, life: Life::Alive, clients: 0 });
         }
     }
@@ -125,22 +139,31 @@ impl ReferenceStateMachine for Reference {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        (2usize..=3).prop_map(|ports| Model { ports, instances: Vec::new() }).boxed()
+        (2usize..=3).prop_map(|ports| Model { ports, instances: Vec::new(), foreign: vec![false; ports] }).boxed()
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
         let ports = state.ports;
-        let start = (0..ports).prop_map(|port| Op::Start { port });
-        let burst = (0..ports, 2usize..=4).prop_map(|(port, k)| Op::Burst { port, k });
         let present: Vec<usize> = (0..state.instances.len()).filter(|&i| state.instances[i].life != Life::Gone).collect();
-        if present.is_empty() {
-            return prop_oneof![3 => start, 1 => burst].boxed();
+        let free: Vec<usize> = (0..ports).filter(|&p| !state.held(p)).collect();
+        let foreign: Vec<usize> = (0..ports).filter(|&p| state.foreign[p]).collect();
+        let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
+            (3, (0..ports).prop_map(|port| Op::Start { port }).boxed()),
+            (2, (0..ports, 2usize..=4).prop_map(|(port, k)| Op::Burst { port, k }).boxed()),
+        ];
+        if !free.is_empty() {
+            options.push((1, select(free).prop_map(|port| Op::Foreign { port }).boxed()));
         }
-        let sig = prop_oneof![Just(Sig::Kill), Just(Sig::Term), Just(Sig::Int), Just(Sig::Stop), Just(Sig::Cont)];
-        let signal = (proptest::sample::select(present.clone()), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig });
-        let connect = proptest::sample::select(present.clone()).prop_map(|inst| Op::Connect { inst });
-        let disconnect = proptest::sample::select(present).prop_map(|inst| Op::Disconnect { inst });
-        prop_oneof![3 => start, 2 => burst, 4 => signal, 2 => connect, 1 => disconnect].boxed()
+        if !foreign.is_empty() {
+            options.push((1, select(foreign).prop_map(|port| Op::ForeignClose { port }).boxed()));
+        }
+        if !present.is_empty() {
+            let sig = prop_oneof![Just(Sig::Kill), Just(Sig::Term), Just(Sig::Int), Just(Sig::Stop), Just(Sig::Cont)];
+            options.push((4, (select(present.clone()), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig }).boxed()));
+            options.push((2, select(present.clone()).prop_map(|inst| Op::Connect { inst }).boxed()));
+            options.push((1, select(present).prop_map(|inst| Op::Disconnect { inst }).boxed()));
+        }
+        Union::new_weighted(options).boxed()
     }
 
     fn preconditions(state: &Model, op: &Op) -> bool {
@@ -150,6 +173,8 @@ impl ReferenceStateMachine for Reference {
             Op::Signal { inst: i, .. } => inst(i).is_some(),
             Op::Connect { inst: i } => inst(i).is_some_and(|i| i.life == Life::Alive && i.clients < MAX_CLIENTS),
             Op::Disconnect { inst: i } => inst(i).is_some_and(|i| i.clients > 0),
+            Op::Foreign { port } => port < state.ports && !state.held(port),
+            Op::ForeignClose { port } => port < state.ports && state.foreign[port],
         }
     }
 
@@ -173,6 +198,8 @@ impl ReferenceStateMachine for Reference {
             }
             Op::Connect { inst } => state.instances[inst].clients += 1,
             Op::Disconnect { inst } => state.instances[inst].clients -= 1,
+            Op::Foreign { port } => state.foreign[port] = true,
+            Op::ForeignClose { port } => state.foreign[port] = false,
         }
         state
     }
@@ -213,6 +240,8 @@ struct System {
     /// instances on different ports never share a state directory (removed on drop).
     scratch: PathBuf,
     spawned: usize,
+    /// The test's own (foreign) listeners, by port index.
+    foreign: Vec<Option<TcpListener>>,
     /// By model instance id; `None` once gone (reaped).
     instances: Vec<Option<Instance>>,
 }
@@ -282,10 +311,11 @@ fn settle(mut contender: Contender, port: u16) -> Outcome {
 
 /// LOCK-1, ERR-1, LOCK-3: a refusal is exactly ERR-1 as the first stderr line, nothing on stdout,
 /// exit code 3 (or 5: "held by a healthy gateway", when the holder answers its health probe).
-fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16) {
+fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16, holder_is_gateway: bool) {
     let expected = held_message(&format!("ws://127.0.0.1:{port}"));
     assert_eq!(stderr.lines().next(), Some(expected.as_str()), "ERR-1: first stderr line (whole stderr: {stderr:?})");
-    assert!(matches!(code, Some(3) | Some(5)), "ERR-1: exit code {code:?}, want 3 (or 5)");
+    let healthy_gateway_code = if holder_is_gateway { Some(5) } else { None };
+    assert!(code == Some(3) || code == healthy_gateway_code, "ERR-1: exit code {code:?}, want 3 (or 5 if the holder is a gateway)");
     assert_eq!(stdout, "", "LOCK-3: a refused start prints nothing on stdout");
 }
 
@@ -352,7 +382,7 @@ impl StateMachineTest for Processes {
         static CASE: AtomicUsize = AtomicUsize::new(0);
         let case = CASE.fetch_add(1, Ordering::Relaxed);
         let scratch = std::env::temp_dir().join(format!("gateway-prop-{}-{case}", std::process::id()));
-        System { ports, scratch, spawned: 0, instances: Vec::new() }
+        System { ports, scratch, spawned: 0, instances: Vec::new(), foreign: (0..model.ports).map(|_| None).collect() }
     }
 
     fn apply(mut sys: System, model: &Model, op: Op) -> System {
@@ -369,7 +399,8 @@ impl StateMachineTest for Processes {
                 for contender in contenders {
                     match settle(contender, p) {
                         Outcome::Ready(inst) => winners.push(inst),
-                        Outcome::Refused(code, out, err) => assert_refused(code, &out, &err, p),
+                        // LOCK-2: a foreign holder gives the same refusal, always exit 3.
+                        Outcome::Refused(code, out, err) => assert_refused(code, &out, &err, p, !model.foreign[port]),
                     }
                 }
                 let count = winners.len();
@@ -377,8 +408,8 @@ impl StateMachineTest for Processes {
                     assert_eq!(count, 1, "LOCK-6/REL-1: exactly one of {k} contender(s) on free port {p} must win");
                     sys.instances.push(winners.pop());
                 } else {
-                    let holder = model.holder(port).unwrap();
-                    assert_eq!(count, 0, "LOCK-1: {count} of {k} start(s) won port {p}, held by instance {holder}");
+                    let holder = model.holder(port).map_or("a foreign listener".to_string(), |i| format!("instance {i}"));
+                    assert_eq!(count, 0, "LOCK-1/LOCK-2: {count} of {k} start(s) won port {p}, held by {holder}");
                 }
             }
             Op::Signal { inst: id, sig } => {
@@ -402,6 +433,12 @@ impl StateMachineTest for Processes {
                     while ws.read().is_ok() {}
                 }
             }
+            Op::Foreign { port } => {
+                // A plain std listener (SO_REUSEADDR, like most servers): not a gateway.
+                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, sys.ports[port])).expect("LOCK-2: the model says the port is free");
+                sys.foreign[port] = Some(listener);
+            }
+            Op::ForeignClose { port } => sys.foreign[port] = None,
         }
         sys
     }
@@ -410,8 +447,12 @@ impl StateMachineTest for Processes {
         for (idx, &port) in sys.ports.iter().enumerate() {
             let listeners = listeners_on(port);
             assert!(listeners <= 1, "LOCK-1: {listeners} listeners on port {port}");
-            let holder = model.holder(idx);
-            assert_eq!(listeners, usize::from(holder.is_some()), "port {port}: model holder {holder:?}, {listeners} listener(s)");
+            let (holder, foreign) = (model.holder(idx), model.foreign[idx]);
+            assert_eq!(
+                listeners,
+                usize::from(model.held(idx)),
+                "port {port}: model holder {holder:?}, foreign {foreign}, {listeners} listener(s)"
+            );
         }
         let mut by_port = HashMap::new();
         for (id, inst) in model.instances.iter().enumerate() {
