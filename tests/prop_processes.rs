@@ -484,8 +484,8 @@ fn config() -> Config {
 prop_state_machine! {
     #![proptest_config(config())]
 
-    /// LOCK-1, LOCK-3, LOCK-6, ERR-1, REL-1, REL-2, SHUT-1, SHUT-3: random starts, bursts,
-    /// signals and clients against the reference model.
+    /// LOCK-1, LOCK-2, LOCK-3, LOCK-6, ERR-1, REL-1, REL-2, SHUT-1, SHUT-3: random starts, bursts,
+    /// signals, clients and foreign listeners against the reference model.
     #[test]
     fn lock1_lock6_rel1_processes_follow_the_model(sequential 1..20 => Processes);
 }
