@@ -13,15 +13,10 @@
 //! - [`logging`]: diagnostics on stderr.
 
 pub mod cli;
-// The tokio I/O modules share `std::sync::Arc` with the lifecycle; under `--cfg gateway_loom`
-// the lifecycle uses loom's types instead, so only the I/O-free modules are built (the loom
-// models, `tests/loom_lifecycle.rs`, need nothing else).
-#[cfg(not(gateway_loom))]
 pub mod gateway;
 pub mod http;
 pub mod lifecycle;
 pub mod lock;
 pub mod logging;
-#[cfg(not(gateway_loom))]
 pub mod server;
 mod sync;

@@ -2,23 +2,11 @@
 
 use std::process::ExitCode;
 
-#[cfg(not(gateway_loom))]
 use clap::Parser;
-#[cfg(not(gateway_loom))]
 use gateway_lock::cli::{exit_code, Cli, Command};
-#[cfg(not(gateway_loom))]
 use gateway_lock::gateway::{self, RunError};
-#[cfg(not(gateway_loom))]
 use gateway_lock::lock::GatewayLockError;
 
-/// Built with `--cfg gateway_loom` (the loom models only): the gateway itself is not built.
-#[cfg(gateway_loom)]
-fn main() -> ExitCode {
-    eprintln!("gateway: built with --cfg gateway_loom for the loom models; not a usable binary");
-    ExitCode::from(1)
-}
-
-#[cfg(not(gateway_loom))]
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -82,7 +82,9 @@ pub struct Stopped {
 struct Shared {
     info: GatewayInfo,
     config: ServerConfig,
-    lifecycle: Arc<Lifecycle>,
+    /// `crate::sync`'s `Arc` (std's, or loom's under `--cfg gateway_loom`, where this module
+    /// must still compile although only the lifecycle core is exercised).
+    lifecycle: crate::sync::Arc<Lifecycle>,
 }
 
 /// Serves `listener` until `shutdown` completes, then drains and returns the listener unreleased.
