@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit protocol-python model
+test: check unit loom protocol-python model fuzz-smoke conformance
 
 # Formatting and lints (warnings are errors).
 check:
@@ -36,3 +36,38 @@ protocol-python:
 model:
     command -v spin >/dev/null || { s=$(command -v sudo || true); $s apt-get update -qq && $s apt-get install -y -qq spin >/dev/null; }
     spec/model/check.sh
+# Loom models of the lifecycle core (LIFE-*), exhaustive up to LOOM_MAX_PREEMPTIONS (default 5).
+# `--cfg gateway_loom` (not `--cfg loom`, which would switch tokio into loom mode) in its own
+# target dir so the normal build is not invalidated; release without LTO builds and runs fastest.
+loom:
+    RUSTFLAGS="--cfg gateway_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-5}" \
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo test --test loom_lifecycle --release
+
+# The fuzz targets (fuzz/fuzz_targets/*.rs); `fuzz-smoke` runs each of them.
+fuzz_targets := "http_head cli_args host_port protocol_frame"
+
+# Installs cargo-fuzz if missing (a fresh machine or CI has none).
+fuzz-tool:
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# Fuzzes one target for SECONDS (default 60). Stable Rust via RUSTC_BOOTSTRAP=1; no sanitizer by
+# default (the crate is safe Rust; FUZZ_SANITIZER=address for ASan). New inputs go to
+# fuzz/target/corpus/<target> (not committed); the seeds in fuzz/corpus/<target> are read only.
+# A crash is saved in fuzz/artifacts/<target>/: turn it into a unit test.
+fuzz target seconds="60": fuzz-tool
+    mkdir -p fuzz/target/corpus/{{target}}
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" {{target}} \
+        target/corpus/{{target}} corpus/{{target}} -- -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+# A short run of every fuzz target (part of `just test`).
+fuzz-smoke seconds="15": fuzz-tool
+    cd fuzz && cargo fmt --check
+    for t in {{fuzz_targets}}; do just fuzz "$t" {{seconds}}; done
+
+# Black-box conformance of an implementation against spec/ (one row per invariant ID).
+# TEMPLATE is a shell command with {port} (and optionally {host}); default: our own binary.
+# Example: just conformance 'node port.js --port {port}'
+conformance template="":
+    cargo build --quiet --bin gateway --example conformance
+    target/debug/examples/conformance {{quote(template)}}

@@ -263,6 +263,7 @@ mod tests {
     fn bad_heads() {
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\n").unwrap(), Parsed::Partial);
         assert!(matches!(parse_head(b"\x00\x01garbage\r\n\r\n"), Err(HeadError::Malformed(_))));
+        // 8 KiB of a method token and still no request line: a head over the limit (431, spec/cli.md).
         assert_eq!(parse_head(&vec![b'a'; MAX_HEAD_BYTES]).err().map(|e| e.status()), Some(Status::HeaderFieldsTooLarge));
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(parse_head(long.as_bytes()), Err(HeadError::TooLarge));

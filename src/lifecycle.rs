@@ -84,13 +84,16 @@ impl Lifecycle {
     /// Admits a freshly accepted connection. `None` once shutdown has begun: the caller must
     /// close that connection at once, so that no connection accepted during shutdown is
     /// left open. The connection counts as open until the returned guard is dropped.
-    pub fn admit(self: &Arc<Self>) -> Option<ConnectionGuard> {
-        let mut state = self.state.lock().unwrap();
+    ///
+    /// An associated function (`Lifecycle::admit(&lifecycle)`), not a method: loom's `Arc`
+    /// cannot be a method receiver on stable Rust, and the loom models build this very code.
+    pub fn admit(this: &Arc<Self>) -> Option<ConnectionGuard> {
+        let mut state = this.state.lock().unwrap();
         if state.phase != Phase::Serving {
             return None;
         }
         state.open += 1;
-        Some(ConnectionGuard { lifecycle: Arc::clone(self) })
+        Some(ConnectionGuard { lifecycle: Arc::clone(this) })
     }
 
     /// Begins the shutdown. Idempotent: only the first call changes anything, so two signals
@@ -175,11 +178,11 @@ mod tests {
     #[test]
     fn release_waits_for_connections_then_happens_once() {
         let (life, wakes) = counting();
-        let conn = life.admit().unwrap();
+        let conn = Lifecycle::admit(&life).unwrap();
         assert_eq!(life.try_release(false), Release::NotYet);
         assert_eq!(life.begin_shutdown(), ShutdownStart::Began);
         assert_eq!(life.begin_shutdown(), ShutdownStart::AlreadyBegun);
-        assert!(life.admit().is_none());
+        assert!(Lifecycle::admit(&life).is_none());
         assert_eq!(life.try_release(false), Release::NotYet);
         assert_eq!(wakes.load(Ordering::SeqCst), 0);
         drop(conn);
@@ -191,7 +194,7 @@ mod tests {
     #[test]
     fn deadline_abandons_open_connections() {
         let (life, _) = counting();
-        let _conn = life.admit().unwrap();
+        let _conn = Lifecycle::admit(&life).unwrap();
         life.begin_shutdown();
         assert_eq!(life.try_release(true), Release::Now { abandoned: 1 });
         assert_eq!(life.phase(), Phase::Released);

@@ -176,4 +176,19 @@ mod tests {
         let err = bind(addr).unwrap_err();
         assert_eq!(err.to_string(), format!("another gateway instance is already listening on ws://{addr}"));
     }
+
+    /// REL-3: the listener is close-on-exec: a child started while it is held does not keep the
+    /// port once the holder closes it.
+    #[cfg(unix)]
+    #[test]
+    fn rel3_child_does_not_inherit_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("600").spawn().expect("spawn sleep");
+        drop(listener);
+        let rebind = bind(addr);
+        let _ = child.kill();
+        let _ = child.wait();
+        rebind.unwrap_or_else(|e| panic!("the child kept {addr}: {e}"));
+    }
 }

@@ -117,7 +117,9 @@ pub struct Stopped {
 struct Shared {
     info: GatewayInfo,
     config: ServerConfig,
-    lifecycle: Arc<Lifecycle>,
+    /// `crate::sync`'s `Arc` (std's, or loom's under `--cfg gateway_loom`, where this module
+    /// must still compile although only the lifecycle core is exercised).
+    lifecycle: crate::sync::Arc<Lifecycle>,
     /// Connection limits; each admitted connection's handle wakes it when it is evicted.
     admission: Mutex<Admission<Arc<Notify>>>,
     /// Authenticated WebSocket clients by connection id.
@@ -155,7 +157,7 @@ pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig,
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match shared.lifecycle.admit() {
+                Ok((stream, _)) => match Lifecycle::admit(&shared.lifecycle) {
                     Some(guard) => match front_door_admit(&shared) {
                         Some(slot) => { tokio::spawn(serve_connection(stream, stop_rx.clone(), guard, slot)); }
                         None => drop(stream),

@@ -28,7 +28,12 @@ fn invariants() -> BTreeMap<String, Vec<String>> {
                 current = None;
             }
             if let Some(id) = &current {
-                let is_test = |r: &&str| (r.contains("::") && r.contains(".rs")) || r.ends_with(".sh") || r.ends_with(".py");
+                let is_test = |r: &&str| {
+                    (r.contains("::") && r.contains(".rs"))
+                        || r.ends_with(".sh")
+                        || r.ends_with(".py")
+                        || r.starts_with("fuzz/fuzz_targets/")
+                };
                 for reference in line.split('`').skip(1).step_by(2).filter(is_test) {
                     out.get_mut(id).unwrap().push(reference.to_string());
                 }
@@ -46,7 +51,7 @@ fn every_invariant_names_existing_tests() {
     for (id, refs) in &all {
         assert!(!refs.is_empty(), "{id} names no test");
         for reference in refs {
-            // A script that is a test suite of its own (a model check, an independent client).
+            // A script or fuzz target that is a test suite of its own (a model check, an independent client).
             let Some((file, path)) = reference.split_once("::") else {
                 assert!(root.join(reference).is_file(), "{id}: no file {reference}");
                 continue;

@@ -17,16 +17,7 @@ impl GatewayView for View {
         presented == "t"
     }
     fn lock_view(&self) -> LockView {
-        LockView {
-            pid: 1,
-            host: "127.0.0.1".into(),
-            port: 1,
-            profile: None,
-            version: "0".into(),
-            uptime_ms: 0,
-            connections: 1,
-            clients: 1,
-        }
+        LockView { pid: 1, host: "127.0.0.1".into(), port: 1, profile: None, version: "0".into(), uptime_ms: 0, connections: 1, clients: 1 }
     }
     fn url(&self) -> String {
         "ws://127.0.0.1:1".into()
