@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit
+test: check unit verify-smoke
 
 # Formatting and lints (warnings are errors).
 check:
@@ -16,3 +16,11 @@ check:
 # Unit and integration tests with real processes, sockets and signals.
 unit:
     cargo test --all-targets
+
+# A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
+verify-smoke:
+    cargo run --quiet --bin gateway -- verify --cycles 20
+
+# A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
+verify *ARGS:
+    cargo run --release --quiet --bin gateway -- verify --cycles 1000 {{ARGS}}

@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Take the port as the lock and serve on it until SIGTERM, SIGINT or SIGHUP.
     Run(RunArgs),
+    /// Verify the lock on this machine: start, race and kill real gateways at random, check every invariant.
+    Verify(VerifyArgs),
 }
 
 /// Flags of `gateway run`.
@@ -46,6 +48,35 @@ pub struct RunArgs {
     /// Port to listen on; 0 lets the OS choose (the ready line shows the real port).
     #[arg(long, short = 'p', env = "GATEWAY_PORT", default_value_t = DEFAULT_PORT, allow_negative_numbers = true)]
     pub port: u16,
+}
+
+/// Flags of `gateway verify` (`spec/cli.md`).
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Port to verify on (127.0.0.1); it must be free. Default: a free port below the ephemeral range.
+    #[arg(long, short = 'p', value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Number of cycles to run (default 100 when --duration is not given either).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cycles: Option<u64>,
+    /// Run for this long, e.g. `30s`, `5m` (with --cycles: whichever ends first).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Seed of the random schedule (random if absent; a failed run prints it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Most contenders started at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    pub max_burst: usize,
+    /// Most WebSocket clients kept connected to a holder.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
+    pub max_clients: usize,
+    /// The gateway executable to verify, called as `EXE run --host 127.0.0.1 --port P` (default: this one).
+    #[arg(long, value_name = "EXE")]
+    pub exe: Option<std::path::PathBuf>,
 }
 
 fn parse_host_arg(value: &str) -> Result<IpAddr, lock::HostError> {
@@ -71,6 +102,12 @@ mod tests {
             &["gateway", "run", "--host", ""],
             &["gateway", "run", "--host", "example.com"],
             &["gateway", "run", "--bogus"],
+            &["gateway", "verify", "--cycles", "0"],
+            &["gateway", "verify", "--cycles", "many"],
+            &["gateway", "verify", "--duration", "soon"],
+            &["gateway", "verify", "--port", "0"],
+            &["gateway", "verify", "--max-burst", "0"],
+            &["gateway", "verify", "--seed", "-1"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(exit_code::USAGE), "{args:?}");

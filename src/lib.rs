@@ -11,6 +11,7 @@
 //! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
 //! - [`cli`]: flags, environment variables and exit codes.
 //! - [`logging`]: diagnostics on stderr.
+//! - [`verify`]: `gateway verify`, crash-recovery verification runs against real gateway processes.
 
 pub mod cli;
 pub mod gateway;
@@ -20,3 +21,4 @@ pub mod lock;
 pub mod logging;
 pub mod server;
 mod sync;
+pub mod verify;

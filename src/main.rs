@@ -31,5 +31,6 @@ fn main() -> ExitCode {
                 })
             }
         },
+        Command::Verify(args) => ExitCode::from(gateway_lock::verify::main(&args)),
     }
 }
