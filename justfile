@@ -24,3 +24,9 @@ verify-smoke:
 # A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
 verify *ARGS:
     cargo run --release --quiet --bin gateway -- verify --cycles 1000 {{ARGS}}
+
+# Time to lock / fail / take over, graceful shutdown, footprint of the release build beside a minimal
+# binder (docs/README-bench.md). Table on stdout, JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
+bench:
+    cargo build --release --quiet --example min_binder
+    cargo bench --quiet --bench lock

@@ -1,0 +1,402 @@
+//! `just bench`: what the lock costs, measured against the physical limit of this machine.
+//!
+//! Each figure of the release `gateway` sits beside the same figure of `examples/min_binder.rs`
+//! (a std-only program that binds, listens and prints; built in release by `just bench`),
+//! measured in the same run, interleaved run by run. Reported: median, p10–p90 and the ratio of
+//! medians; the table goes to stdout and a JSON file to `target/bench/lock.json`.
+//!
+//! - time to lock: exec of `gateway run` → the port accepts a TCP connection;
+//! - time to fail: exec of a second instance → it has exited with the lock error (code 3);
+//! - takeover: SIGKILL of the holder → a fresh start (or a `--wait` successor, if the binary
+//!   has that flag) holds the port;
+//! - graceful shutdown: SIGTERM → the holder has exited and the port is free, with 0, 100 and
+//!   1,000 WebSocket clients (plain TCP connections for the baseline);
+//! - footprint: resident memory and threads of an idle holder (`/proc/<pid>/status`).
+//!
+//! `BENCH_RUNS` (default 40) sets the runs per figure; shutdown with 1,000 clients uses a quarter.
+//! Measuring waits on readiness by polling `connect` (that *is* the definition of "accepts a
+//! connection") and on exits with `wait`; no sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One of the two programs measured.
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    exe: PathBuf,
+    gateway: bool,
+}
+
+impl Target {
+    fn command(&self, port: u16) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        if self.gateway {
+            cmd.args(["run", "--port", &port.to_string()]).env("GATEWAY_LOG", "warn");
+        } else {
+            cmd.arg(port.to_string());
+        }
+        cmd.stdin(Stdio::null());
+        if std::env::var_os("BENCH_STDERR").is_none() {
+            cmd.stderr(Stdio::null());
+        }
+        cmd
+    }
+
+    /// Spawns a holder and waits for its ready line.
+    fn start(&self, port: u16) -> Child {
+        let mut child = self.command(port).stdout(Stdio::piped()).spawn().expect("spawn");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(DEADLINE).expect("no ready line before the deadline");
+        assert!(line.starts_with("listening on ws://"), "{} printed {line:?}", self.name);
+        child
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Polls `connect` until the port accepts (the definition of "holds the port").
+fn wait_accepting(port: u16, since: Instant) -> Duration {
+    loop {
+        if TcpStream::connect(addr(port)).is_ok() {
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < DEADLINE, "port {port} never accepted");
+        std::thread::yield_now();
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+fn assert_free(port: u16) {
+    gateway_lock::lock::bind(addr(port)).unwrap_or_else(|e| panic!("port {port} should be free: {e}"));
+}
+
+fn time_to_lock(t: &Target, port: u16) -> Duration {
+    let t0 = Instant::now();
+    let child = t.command(port).stdout(Stdio::null()).spawn().expect("spawn");
+    let d = wait_accepting(port, t0);
+    stop(child);
+    d
+}
+
+fn time_to_fail(t: &Target, port: u16) -> Duration {
+    let t0 = Instant::now();
+    let status = t.command(port).stdout(Stdio::null()).status().expect("spawn");
+    let d = t0.elapsed();
+    assert_eq!(status.code(), Some(3), "{}: the second instance must be refused", t.name);
+    d
+}
+
+fn takeover_fresh(t: &Target, port: u16) -> Duration {
+    let mut holder = t.start(port);
+    let t0 = Instant::now();
+    kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = holder.wait();
+    let child = t.command(port).stdout(Stdio::null()).spawn().expect("spawn");
+    let d = wait_accepting(port, t0);
+    stop(child);
+    d
+}
+
+fn takeover_wait(t: &Target, port: u16) -> Duration {
+    let mut holder = t.start(port);
+    let mut waiter = t.command(port);
+    waiter.arg("--wait");
+    let waiter = waiter.stdout(Stdio::null()).spawn().expect("spawn");
+    let t0 = Instant::now();
+    kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = holder.wait();
+    let d = wait_accepting(port, t0);
+    stop(waiter);
+    d
+}
+
+/// Clients kept open on a thread of their own; WebSocket clients answer the close frame.
+struct Clients {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Clients {
+    fn connect(port: u16, n: usize, websocket: bool) -> Clients {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                let mut raw = Vec::new();
+                for _ in 0..n {
+                    if websocket {
+                        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await.expect("ws connect");
+                        tasks.push(tokio::spawn(async move {
+                            let mut ws = ws;
+                            while let Some(Ok(_)) = ws.next().await {}
+                        }));
+                    } else {
+                        raw.push(tokio::net::TcpStream::connect(addr(port)).await.expect("tcp connect"));
+                    }
+                }
+                let _ = ready_tx.send(());
+                let _ = stop_rx.await;
+                for task in tasks {
+                    task.abort();
+                }
+                drop(raw);
+            });
+        });
+        ready_rx.recv_timeout(Duration::from_secs(60)).expect("clients did not connect");
+        Clients { stop: Some(stop_tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn graceful_shutdown(t: &Target, port: u16, clients: usize) -> Duration {
+    let mut holder = t.start(port);
+    let conns = Clients::connect(port, clients, t.gateway);
+    let t0 = Instant::now();
+    kill(Pid::from_raw(holder.id() as i32), Signal::SIGTERM).unwrap();
+    let status = holder.wait().unwrap();
+    let d = t0.elapsed();
+    if t.gateway {
+        assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+    }
+    drop(conns);
+    assert_free(port);
+    d
+}
+
+/// (resident KiB, threads) of an idle holder.
+fn footprint(t: &Target, port: u16) -> (f64, f64) {
+    let holder = t.start(port);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", holder.id())).unwrap();
+    let field = |name: &str| -> f64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in /proc status"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let figures = (field("VmRSS:"), field("Threads:"));
+    stop(holder);
+    figures
+}
+
+/// Median and spread of a sample.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: f64,
+    p10: f64,
+    p90: f64,
+    n: usize,
+}
+
+fn stats(mut xs: Vec<f64>) -> Stats {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Stats { median: at(0.5), p10: at(0.1), p90: at(0.9), n: xs.len() }
+}
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    gateway: Stats,
+    baseline: Stats,
+    goal: Option<Goal>,
+}
+
+#[derive(Clone, Copy)]
+enum Goal {
+    /// Gateway median within this ratio of the baseline median.
+    Ratio(f64),
+    /// Gateway median below this absolute value (in the row's unit).
+    Below(f64),
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.gateway.median / self.baseline.median
+    }
+    fn met(&self) -> Option<bool> {
+        self.goal.map(|g| match g {
+            Goal::Ratio(r) => self.ratio() <= r,
+            Goal::Below(x) => self.gateway.median < x,
+        })
+    }
+    fn goal_text(&self) -> String {
+        match self.goal {
+            Some(Goal::Ratio(r)) => format!("≤ {r}x"),
+            Some(Goal::Below(x)) => format!("< {x} {}", self.unit),
+            None => "-".into(),
+        }
+    }
+}
+
+/// Interleaves gateway and baseline runs of one measurement.
+fn measure(
+    name: &str,
+    unit: &'static str,
+    runs: usize,
+    goal: Option<Goal>,
+    targets: &[Target; 2],
+    mut f: impl FnMut(&Target) -> f64,
+) -> Row {
+    let (mut g, mut b) = (Vec::new(), Vec::new());
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let runs = if name.contains(only.as_str()) { runs } else { 1 };
+    for _ in 0..runs {
+        g.push(f(&targets[0]));
+        b.push(f(&targets[1]));
+    }
+    let row = Row { name: name.into(), unit, gateway: stats(g), baseline: stats(b), goal };
+    eprintln!("  measured {name}");
+    row
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn free_port() -> u16 {
+    // Below the ephemeral range, so that no outgoing connection occupies it between runs.
+    let listener = (20_000..32_000)
+        .map(|p| p + (std::process::id() as u16 % 997) * 11)
+        .find_map(|p| gateway_lock::lock::bind(addr(p)).ok())
+        .expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(65_536), hard);
+    }
+}
+
+fn has_wait_flag(gateway: &Path) -> bool {
+    Command::new(gateway).args(["run", "--help"]).output().map(|o| String::from_utf8_lossy(&o.stdout).contains("--wait")).unwrap_or(false)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument is ignored.
+    raise_nofile();
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40).max(2);
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let gateway = PathBuf::from(env!("CARGO_BIN_EXE_gateway"));
+    let binder = profile_dir.join("examples").join("min_binder");
+    assert!(binder.exists(), "{} is missing: build it first (`cargo build --release --example min_binder`)", binder.display());
+    let targets =
+        [Target { name: "gateway", exe: gateway.clone(), gateway: true }, Target { name: "min_binder", exe: binder, gateway: false }];
+    let port = free_port();
+    eprintln!("bench: port {port}, {runs} runs per figure, gateway {}", gateway.display());
+
+    let mut rows = Vec::new();
+    rows.push(measure("time to lock", "ms", runs, Some(Goal::Ratio(1.5)), &targets, |t| ms(time_to_lock(t, port))));
+    // One holder refuses both: the second instance only sees a held port.
+    let holder = targets[0].start(port);
+    rows.push(measure("time to fail", "ms", runs, Some(Goal::Ratio(1.5)), &targets, |t| ms(time_to_fail(t, port))));
+    stop(holder);
+    rows.push(measure("takeover after SIGKILL (fresh start)", "ms", runs, None, &targets, |t| ms(takeover_fresh(t, port))));
+    if has_wait_flag(&gateway) {
+        let g = stats((0..runs).map(|_| ms(takeover_wait(&targets[0], port))).collect());
+        let b = stats((0..runs).map(|_| ms(takeover_fresh(&targets[1], port))).collect());
+        rows.push(Row { name: "takeover after SIGKILL (--wait successor)".into(), unit: "ms", gateway: g, baseline: b, goal: None });
+    } else {
+        eprintln!("  `gateway run --wait` does not exist in this build: its takeover is not measured");
+    }
+    for (clients, n, goal) in [(0, runs, None), (100, runs, None), (1000, (runs / 4).max(2), Some(Goal::Below(50.0)))] {
+        rows.push(measure(&format!("graceful shutdown, {clients} clients"), "ms", n, goal, &targets, |t| {
+            ms(graceful_shutdown(t, port, clients))
+        }));
+    }
+    let (mut rss, mut threads) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for _ in 0..(runs / 4).max(2) {
+        for (i, t) in targets.iter().enumerate() {
+            let (r, th) = footprint(t, port);
+            rss[i].push(r / 1024.0);
+            threads[i].push(th);
+        }
+    }
+    let [rg, rb] = rss;
+    let [tg, tb] = threads;
+    rows.push(Row {
+        name: "idle resident memory".into(),
+        unit: "MiB",
+        gateway: stats(rg),
+        baseline: stats(rb),
+        goal: Some(Goal::Below(8.0)),
+    });
+    rows.push(Row { name: "idle threads".into(), unit: "", gateway: stats(tg), baseline: stats(tb), goal: None });
+    report(&rows, &profile_dir, runs);
+}
+
+fn report(rows: &[Row], profile_dir: &Path, runs: usize) {
+    let fmt = |s: &Stats| format!("{:.2} ({:.2}–{:.2})", s.median, s.p10, s.p90);
+    println!();
+    println!("{:<42} {:>26} {:>26} {:>7} {:>10} {:>5}", "figure (median, p10–p90)", "gateway", "min_binder", "ratio", "goal", "met");
+    for row in rows {
+        let met = match row.met() {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        let name = if row.unit.is_empty() { row.name.clone() } else { format!("{} [{}]", row.name, row.unit) };
+        println!(
+            "{:<42} {:>26} {:>26} {:>6.2}x {:>10} {:>5}",
+            name,
+            fmt(&row.gateway),
+            fmt(&row.baseline),
+            row.ratio(),
+            row.goal_text(),
+            met
+        );
+    }
+    let json = serde_json::json!({
+        "runs": runs,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "figures": rows.iter().map(|r| serde_json::json!({
+            "name": r.name,
+            "unit": r.unit,
+            "gateway": {"median": r.gateway.median, "p10": r.gateway.p10, "p90": r.gateway.p90, "n": r.gateway.n},
+            "baseline": {"median": r.baseline.median, "p10": r.baseline.p10, "p90": r.baseline.p90, "n": r.baseline.n},
+            "ratio": r.ratio(),
+            "goal": r.goal_text(),
+            "met": r.met(),
+        })).collect::<Vec<_>>(),
+    });
+    let dir = profile_dir.parent().unwrap().join("bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("lock.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("\nwritten to {}", path.display());
+}
