@@ -302,8 +302,10 @@ pub struct Tally {
     pub clients: u64,
     /// Signals delivered, by signal.
     pub kills: BTreeMap<KillSignal, u64>,
-    /// Signals delivered before the ready line.
+    /// Signals delivered in a mid-start fault (at once or after a jitter of up to 3 ms).
     pub kills_mid_start: u64,
+    /// Of those, the ones that killed the start before its ready line.
+    pub kills_before_ready: u64,
     /// Signals delivered during a graceful shutdown.
     pub kills_mid_shutdown: u64,
     /// Violations by invariant.
@@ -355,6 +357,7 @@ impl Tally {
             "clients": self.clients,
             "kills": kills,
             "killsMidStart": self.kills_mid_start,
+            "killsBeforeReady": self.kills_before_ready,
             "killsMidShutdown": self.kills_mid_shutdown,
             "violations": violations,
             "violationCount": self.violation_count(),
@@ -373,7 +376,7 @@ impl Tally {
              starts      {} ({} holders, {} refused)\n\
              contenders  {}\n\
              clients     {}\n\
-             kills       {} (mid-start {}, mid-shutdown {})\n\
+             kills       {} (mid-start {} of which {} before the ready line, mid-shutdown {})\n\
              violations  {} ({})\n\
              result      {}",
             self.cycles,
@@ -385,6 +388,7 @@ impl Tally {
             self.clients,
             kills.join(", "),
             self.kills_mid_start,
+            self.kills_before_ready,
             self.kills_mid_shutdown,
             self.violation_count(),
             violations.join(", "),
@@ -811,6 +815,8 @@ impl Verifier {
         if proc.wait_exit(deadline).is_none() {
             self.violate(Invariant::Rel1, format!("a start killed with {} mid-start did not exit", fault.signal.name()));
             proc.kill_and_reap();
+        } else if proc.first_line.as_deref() == Some("") {
+            self.tally.kills_before_ready += 1;
         }
         self.check_free(Invariant::Rel1, &format!("a start killed with {} mid-start", fault.signal.name()));
         Ok(())
