@@ -183,19 +183,41 @@ impl Drop for Clients {
     }
 }
 
-fn graceful_shutdown(t: &Target, port: u16, clients: usize) -> Duration {
+/// Time on a CPU and time waiting for one (run queue) of a process so far, in ms
+/// (`/proc/<pid>/schedstat`; readable until the process is reaped).
+fn sched_ms(pid: u32) -> (f64, f64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap_or(0.0) / 1e6);
+    (fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0))
+}
+
+/// A shutdown measured: wall time SIGTERM → exited (port free), the holder's time on a CPU
+/// meanwhile, and its time waiting for a CPU (contention from other load).
+struct Shutdown {
+    wall: f64,
+    cpu: f64,
+    queued: f64,
+}
+
+fn graceful_shutdown(t: &Target, port: u16, clients: usize) -> Shutdown {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
     let mut holder = t.start(port);
     let conns = Clients::connect(port, clients, t.gateway);
+    let pid = holder.id();
+    let (cpu0, queued0) = sched_ms(pid);
     let t0 = Instant::now();
-    kill(Pid::from_raw(holder.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    // Observe the exit without reaping, so that its scheduler statistics can still be read.
+    waitid(Id::Pid(Pid::from_raw(pid as i32)), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT).expect("waitid");
+    let wall = ms(t0.elapsed());
+    let (cpu1, queued1) = sched_ms(pid);
     let status = holder.wait().unwrap();
-    let d = t0.elapsed();
     if t.gateway {
         assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
     }
     drop(conns);
     assert_free(port);
-    d
+    Shutdown { wall, cpu: cpu1 - cpu0, queued: queued1 - queued0 }
 }
 
 /// (resident KiB, threads) of an idle holder.
@@ -334,10 +356,33 @@ fn main() {
     } else {
         eprintln!("  `gateway run --wait` does not exist in this build: its takeover is not measured");
     }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (clients, n, goal) in [(0, runs, None), (100, runs, None), (1000, (runs / 4).max(2), Some(Goal::Below(50.0)))] {
-        rows.push(measure(&format!("graceful shutdown, {clients} clients"), "ms", n, goal, &targets, |t| {
-            ms(graceful_shutdown(t, port, clients))
-        }));
+        let name = format!("graceful shutdown, {clients} clients");
+        let n = if name.contains(only.as_str()) { n } else { 1 };
+        let mut samples: [Vec<Shutdown>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..n {
+            for (i, t) in targets.iter().enumerate() {
+                samples[i].push(graceful_shutdown(t, port, clients));
+            }
+        }
+        let pick = |i: usize, f: fn(&Shutdown) -> f64| stats(samples[i].iter().map(f).collect());
+        rows.push(Row { name: name.clone(), unit: "ms", gateway: pick(0, |s| s.wall), baseline: pick(1, |s| s.wall), goal });
+        rows.push(Row {
+            name: "  of which on a CPU".to_string(),
+            unit: "ms",
+            gateway: pick(0, |s| s.cpu),
+            baseline: pick(1, |s| s.cpu),
+            goal: None,
+        });
+        rows.push(Row {
+            name: "  of which waiting for a CPU".to_string(),
+            unit: "ms",
+            gateway: pick(0, |s| s.queued),
+            baseline: pick(1, |s| s.queued),
+            goal: None,
+        });
+        eprintln!("  measured {name}");
     }
     let (mut rss, mut threads) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for _ in 0..(runs / 4).max(2) {
