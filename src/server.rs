@@ -34,6 +34,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest WebSocket message (and frame) the gateway accepts.
 pub const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Initial read buffer of a WebSocket connection (tungstenite's default is 128 KiB, zero-filled
+/// before every read: 1,000 clients made a shutdown cost 40 ms of memset). It grows as needed.
+pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Settings of the serving loop.
 #[derive(Debug, Clone)]
@@ -175,7 +178,10 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, mut stop: 
             if stream.write_all(&http::upgrade_response(&accept_key)).await.is_err() {
                 return;
             }
-            let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE_BYTES)).max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
+            let config = WebSocketConfig::default()
+                .read_buffer_size(WS_READ_BUFFER_BYTES)
+                .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+                .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
             let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
             serve_websocket(ws, &shared, stop).await;
         }

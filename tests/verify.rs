@@ -37,7 +37,7 @@ fn verify(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) 
 }
 
 fn bad_gateway_bin() -> std::path::PathBuf {
-    common::helper_bin().with_file_name("bad_gateway")
+    common::example_bin("bad_gateway")
 }
 
 fn summary(stdout: &str) -> serde_json::Value {
