@@ -1,6 +1,7 @@
 //! The command line: flags, environment variables and exit codes (`spec/cli.md`, `spec/errors.md`).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -19,6 +20,12 @@ pub mod exit_code {
     pub const PORT_HELD: u8 = 3;
     /// Any other failure to bind the listener.
     pub const BIND_FAILED: u8 = 4;
+    /// Refusing to bind a non-loopback address without a token (issue 6, `spec/protocol.md` DOOR-2).
+    pub const UNAUTHENTICATED_BIND: u8 = 7;
+    /// The port is held by a live gateway (ERR-1's message still first; `OPS-1`).
+    pub const HELD_BY_GATEWAY: u8 = 5;
+    /// The profile's state directory is locked by another gateway (`OPS-6`).
+    pub const STATE_DIR_LOCKED: u8 = 6;
 }
 
 /// `gateway`: a WebSocket gateway whose single-instance lock is its listening port.
@@ -35,6 +42,10 @@ pub struct Cli {
 pub enum Command {
     /// Take the port as the lock and serve on it until SIGTERM, SIGINT or SIGHUP.
     Run(RunArgs),
+    /// Tell who holds the port: free, a gateway, a foreign process, or not answering.
+    Status(StatusArgs),
+    /// Ask the gateway holding the port to shut down gracefully and wait until the port is free.
+    Stop(StopArgs),
     /// Verify the lock on this machine: start, race and kill real gateways at random, check every invariant.
     Verify(VerifyArgs),
 }
@@ -48,6 +59,138 @@ pub struct RunArgs {
     /// Port to listen on; 0 lets the OS choose (the ready line shows the real port).
     #[arg(long, short = 'p', env = "GATEWAY_PORT", default_value_t = DEFAULT_PORT, allow_negative_numbers = true)]
     pub port: u16,
+
+    // --- issue 6: the protocol and the front door (`spec/protocol.md`) ---
+    /// The gateway token clients must present in `connect` (wins over --token-file).
+    #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub token: Option<String>,
+    /// A file holding the gateway token (surrounding whitespace ignored), read after the bind.
+    #[arg(long, env = "GATEWAY_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// A browser origin allowed to open WebSocket connections (repeatable); upgrades carrying any
+    /// other `Origin` get 403.
+    #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
+    #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = crate::protocol::DEFAULT_HANDSHAKE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=600_000), value_name = "MS")]
+    pub handshake_timeout_ms: u64,
+    /// Interval of the `tick` event sent to authenticated clients.
+    #[arg(long, env = "GATEWAY_TICK_INTERVAL_MS", default_value_t = crate::protocol::DEFAULT_TICK_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000), value_name = "MS")]
+    pub tick_interval_ms: u64,
+    /// Most open connections (HTTP and WebSocket).
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = crate::front_door::DEFAULT_MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub max_connections: u32,
+    /// Most connections that have not completed the handshake; the oldest is dropped for a newcomer.
+    #[arg(long, env = "GATEWAY_MAX_UNAUTHENTICATED", default_value_t = crate::front_door::DEFAULT_MAX_UNAUTHENTICATED as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub max_unauthenticated: u32,
+    /// Operations (issue 4): `--wait`, `--replace`, `--profile`.
+    #[command(flatten)]
+    pub ops: RunOpsArgs,
+}
+
+impl RunArgs {
+    /// The token as configured by flags and environment (the file is read only after the bind).
+    pub fn token_config(&self) -> crate::front_door::TokenConfig {
+        use crate::front_door::{Token, TokenConfig};
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => TokenConfig::Value(Token::new(token.clone())),
+            (None, Some(path)) => TokenConfig::File(path.clone()),
+            (None, None) => TokenConfig::None,
+        }
+    }
+}
+
+/// `gateway run` flags for operating it (issue 4, `spec/cli.md`).
+#[derive(Debug, Clone, Args)]
+pub struct RunOpsArgs {
+    /// If the port is held, wait until it is free and take it; `--wait=30s` bounds the wait
+    /// (then the normal lock error), bare `--wait` waits without limit.
+    #[arg(long, value_name = "DURATION", require_equals = true, num_args = 0..=1, value_parser = parse_duration)]
+    pub wait: Option<Option<Duration>>,
+    /// If the port is held by a gateway of this user, ask it to stop and take the port once it is free.
+    #[arg(long)]
+    pub replace: bool,
+    /// Run under a profile: its own state directory, and its own default port unless --port is given (spec/cli.md).
+    #[arg(long, env = "GATEWAY_PROFILE", value_parser = parse_profile_arg)]
+    pub profile: Option<String>,
+}
+
+/// Which address `status` and `stop` look at (issue 4).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Address to look at (as for `run`).
+    #[arg(long, env = "GATEWAY_HOST", default_value = "127.0.0.1", value_parser = parse_host_arg)]
+    pub host: IpAddr,
+    /// Port to look at; default: the profile's port, else 18789.
+    #[arg(long, short = 'p', env = "GATEWAY_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Profile whose default port to look at.
+    #[arg(long, env = "GATEWAY_PROFILE", value_parser = parse_profile_arg)]
+    pub profile: Option<String>,
+}
+
+impl TargetArgs {
+    /// The address to look at.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host, self.port.unwrap_or_else(|| default_port(self.profile.as_deref())))
+    }
+}
+
+/// Flags of `gateway status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The address.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print one JSON object instead of a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `gateway stop`.
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// The address.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How long to wait for the port to be released (e.g. `500ms`, `10s`).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// The default port of a profile, or [`DEFAULT_PORT`] without one.
+pub fn default_port(profile: Option<&str>) -> u16 {
+    profile.map(crate::profile::default_port).unwrap_or(DEFAULT_PORT)
+}
+
+/// Parses the command line like [`Cli::try_parse_from`], then applies the profile's default
+/// port to `gateway run` when neither `--port` nor `GATEWAY_PORT` was given.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Run(run), Some(("run", sub))) = (&mut cli.command, matches.subcommand()) {
+        if sub.value_source("port") == Some(clap::parser::ValueSource::DefaultValue) {
+            run.port = default_port(run.ops.profile.as_deref());
+        }
+    }
+    Ok(cli)
+}
+
+fn parse_duration(value: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(value)
+}
+
+fn parse_profile_arg(value: &str) -> Result<String, crate::profile::ProfileNameError> {
+    crate::profile::parse_profile_name(value)
 }
 
 /// Flags of `gateway verify` (`spec/cli.md`).
@@ -102,6 +245,14 @@ mod tests {
             &["gateway", "run", "--host", ""],
             &["gateway", "run", "--host", "example.com"],
             &["gateway", "run", "--bogus"],
+            &["gateway", "run", "--token", ""],
+            &["gateway", "run", "--handshake-timeout-ms", "0"],
+            &["gateway", "run", "--max-connections", "0"],
+            &["gateway", "run", "--max-unauthenticated", "x"],
+            &["gateway", "run", "--wait=soon"],
+            &["gateway", "run", "--profile", "../x"],
+            &["gateway", "status", "--port", "0"],
+            &["gateway", "stop", "--timeout", "-1"],
             &["gateway", "verify", "--cycles", "0"],
             &["gateway", "verify", "--cycles", "many"],
             &["gateway", "verify", "--duration", "soon"],
@@ -109,8 +260,28 @@ mod tests {
             &["gateway", "verify", "--max-burst", "0"],
             &["gateway", "verify", "--seed", "-1"],
         ] {
-            let err = Cli::try_parse_from(args).unwrap_err();
+            let err = parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(exit_code::USAGE), "{args:?}");
+        }
+    }
+
+    /// OPS-6: a profile gives `run` its default port unless `--port` is given.
+    #[test]
+    fn ops6_profile_sets_the_default_port() {
+        let port = |args: &[&str]| match parse_from(args).unwrap().command {
+            Command::Run(run) => run.port,
+            _ => unreachable!(),
+        };
+        assert_eq!(port(&["gateway", "run"]), DEFAULT_PORT);
+        assert_eq!(port(&["gateway", "run", "--profile", "work"]), crate::profile::default_port("work"));
+        assert_eq!(port(&["gateway", "run", "--profile", "work", "--port", "7"]), 7);
+        match parse_from(["gateway", "run", "--wait"]).unwrap().command {
+            Command::Run(run) => assert_eq!(run.ops.wait, Some(None)),
+            _ => unreachable!(),
+        }
+        match parse_from(["gateway", "run", "--wait=1s"]).unwrap().command {
+            Command::Run(run) => assert_eq!(run.ops.wait, Some(Some(Duration::from_secs(1)))),
+            _ => unreachable!(),
         }
     }
 }

@@ -149,6 +149,12 @@ pub enum Route {
         /// Send headers only.
         head_only: bool,
     },
+    /// `GET`/`HEAD` `/ready`, `/readyz`, `/startup` or `/startupz`: 200 while serving, 503 while
+    /// shutting down ([`readiness`]).
+    Ready {
+        /// Send headers only.
+        head_only: bool,
+    },
     /// A valid WebSocket upgrade on `/`: answer 101 with this `Sec-WebSocket-Accept`.
     Upgrade {
         /// The accept key for the 101 response.
@@ -167,6 +173,11 @@ pub fn route(head: &RequestHead) -> Route {
             "HEAD" => Route::Health { head_only: true },
             _ => Route::Error(Status::MethodNotAllowed),
         },
+        "/ready" | "/readyz" | "/startup" | "/startupz" => match method {
+            "GET" => Route::Ready { head_only: false },
+            "HEAD" => Route::Ready { head_only: true },
+            _ => Route::Error(Status::MethodNotAllowed),
+        },
         "/" if method != "GET" => Route::Error(Status::MethodNotAllowed),
         "/" if !head.wants_websocket => Route::Error(Status::UpgradeRequired),
         "/" => match (&head.websocket_key, head.websocket_version.as_deref()) {
@@ -174,6 +185,16 @@ pub fn route(head: &RequestHead) -> Route {
             _ => Route::Error(Status::BadRequest),
         },
         _ => Route::Error(Status::NotFound),
+    }
+}
+
+/// The status and JSON body of a readiness probe: 200 `{"ok":true,"status":"ready"}` while
+/// `serving`, else 503 `{"ok":false,"status":"shutting down"}` (`spec/protocol.md`, PROTO-13).
+pub fn readiness(serving: bool) -> (Status, &'static str) {
+    if serving {
+        (Status::Ok, r#"{"ok":true,"status":"ready"}"#)
+    } else {
+        (Status::ServiceUnavailable, r#"{"ok":false,"status":"shutting down"}"#)
     }
 }
 
@@ -221,16 +242,28 @@ mod tests {
         assert_eq!(route(&parse("HEAD /health?x=1 HTTP/1.1\r\n\r\n")), Route::Health { head_only: true });
         assert_eq!(route(&parse("POST /healthz HTTP/1.1\r\n\r\n")), Route::Error(Status::MethodNotAllowed));
         assert_eq!(route(&parse("GET /nope HTTP/1.1\r\n\r\n")), Route::Error(Status::NotFound));
+        for path in ["/ready", "/readyz", "/startup", "/startupz?verbose=1"] {
+            assert_eq!(route(&parse(&format!("GET {path} HTTP/1.1\r\n\r\n"))), Route::Ready { head_only: false });
+            assert_eq!(route(&parse(&format!("HEAD {path} HTTP/1.1\r\n\r\n"))), Route::Ready { head_only: true });
+            assert_eq!(route(&parse(&format!("PUT {path} HTTP/1.1\r\n\r\n"))), Route::Error(Status::MethodNotAllowed));
+        }
         assert_eq!(route(&parse("GET / HTTP/1.1\r\n\r\n")), Route::Error(Status::UpgradeRequired));
         let up = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         assert_eq!(route(&parse(up)), Route::Upgrade { accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+    }
+
+    /// PROTO-13: readiness is 200 while serving, 503 while shutting down.
+    #[test]
+    fn proto13_readiness() {
+        assert_eq!(readiness(true), (Status::Ok, r#"{"ok":true,"status":"ready"}"#));
+        assert_eq!(readiness(false).0, Status::ServiceUnavailable);
     }
 
     #[test]
     fn bad_heads() {
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\n").unwrap(), Parsed::Partial);
         assert!(matches!(parse_head(b"\x00\x01garbage\r\n\r\n"), Err(HeadError::Malformed(_))));
-        assert_eq!(parse_head(&vec![b'a'; MAX_HEAD_BYTES]).err().map(|e| e.status()), Some(Status::BadRequest));
+        assert_eq!(parse_head(&vec![b'a'; MAX_HEAD_BYTES]).err().map(|e| e.status()), Some(Status::HeaderFieldsTooLarge));
         let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(parse_head(long.as_bytes()), Err(HeadError::TooLarge));
     }

@@ -11,14 +11,27 @@
 //! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
 //! - [`cli`]: flags, environment variables and exit codes.
 //! - [`logging`]: diagnostics on stderr.
+//! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
+//! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
+//! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
+//!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
+//!   (service-manager readiness).
 //! - [`verify`]: `gateway verify`, crash-recovery verification runs against real gateway processes.
 
 pub mod cli;
+pub mod front_door;
 pub mod gateway;
 pub mod http;
 pub mod lifecycle;
 pub mod lock;
 pub mod logging;
+pub mod notify;
+pub mod probe;
+pub mod profile;
+pub mod protocol;
 pub mod server;
+pub mod status;
+pub mod stop;
 mod sync;
+pub mod takeover;
 pub mod verify;

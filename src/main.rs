@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use gateway_lock::cli::{exit_code, Cli, Command};
+use gateway_lock::cli::{self, exit_code, Command};
 use gateway_lock::gateway::{self, RunError};
 use gateway_lock::lock::GatewayLockError;
+use gateway_lock::profile::StateDirError;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -25,12 +25,17 @@ fn main() -> ExitCode {
             Err(err) => {
                 eprintln!("{err}");
                 ExitCode::from(match err {
-                    RunError::Lock(GatewayLockError::AlreadyListening { .. }) => exit_code::PORT_HELD,
+                    // The first line is ERR-1 exactly; then who holds the port (issue 4, OPS-1).
+                    RunError::Lock(GatewayLockError::AlreadyListening { url }) => gateway_lock::probe::explain_refusal(url.0, args.port),
                     RunError::Lock(GatewayLockError::Bind { .. }) => exit_code::BIND_FAILED,
-                    RunError::Runtime(_) => exit_code::RUNTIME,
+                    RunError::StateDir(StateDirError::Locked { .. }) => exit_code::STATE_DIR_LOCKED,
+                    RunError::StateDir(_) | RunError::Runtime(_) | RunError::Token(_) => exit_code::RUNTIME,
+                    RunError::Unauthenticated(_) => exit_code::UNAUTHENTICATED_BIND,
                 })
             }
         },
+        Command::Status(args) => ExitCode::from(gateway_lock::status::status(args.target.addr(), args.json)),
+        Command::Stop(args) => ExitCode::from(gateway_lock::stop::stop(args.target.addr(), args.timeout)),
         Command::Verify(args) => ExitCode::from(gateway_lock::verify::main(&args)),
     }
 }

@@ -6,11 +6,17 @@
 //! finish (WebSocket clients get a close frame, [`SHUTDOWN_CLOSE_CODE`] "service restart"),
 //! waits until all have finished or the grace period has passed, and hands the listener
 //! back, still open: the caller releases the lock by dropping it as its very last act.
+//!
+//! WebSocket connections speak the gateway protocol ([`crate::protocol`], `spec/protocol.md`):
+//! the server sends `connect.challenge` on open and carries out what the I/O-free
+//! [`Session`] decides. The front door ([`crate::front_door`]) admits connections within the
+//! limits and checks the `Origin` of upgrades.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,11 +24,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::front_door::{self, Admission, Admit, ConnId, Limits, Token, TokenSource};
 use crate::http::{self, Parsed, Route, Status};
-use crate::lifecycle::{ConnectionGuard, Lifecycle, Release};
+use crate::lifecycle::{ConnectionGuard, Lifecycle, Phase, Release};
+use crate::lock::WsUrl;
+use crate::protocol::{self, GatewayView, LockView, Presence, Session};
 
 /// The close code every WebSocket client gets on shutdown (1012, "service restart").
 pub const SHUTDOWN_CLOSE_CODE: u16 = 1012;
@@ -32,11 +41,14 @@ pub const SHUTDOWN_CLOSE_REASON: &str = "service restart";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a client may take to send a complete HTTP request head.
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest WebSocket message (and frame) the gateway accepts.
-pub const MAX_WS_MESSAGE_BYTES: usize = 1024 * 1024;
+/// The largest WebSocket message (and frame) the gateway accepts (after the handshake;
+/// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`]).
+pub const MAX_WS_MESSAGE_BYTES: usize = protocol::MAX_FRAME_BYTES;
 /// Initial read buffer of a WebSocket connection (tungstenite's default is 128 KiB, zero-filled
 /// before every read: 1,000 clients made a shutdown cost 40 ms of memset). It grows as needed.
 pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+const _: () = assert!(SHUTDOWN_CLOSE_CODE == protocol::CLOSE_SERVICE_RESTART);
 
 /// Settings of the serving loop.
 #[derive(Debug, Clone)]
@@ -45,11 +57,32 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Upper bound for receiving a request head.
     pub head_timeout: Duration,
+    /// Time a WebSocket client has, from the upgrade, to complete `connect`.
+    pub handshake_timeout: Duration,
+    /// Interval of `tick` events to authenticated clients.
+    pub tick_interval: Duration,
+    /// Connection limits.
+    pub limits: Limits,
+    /// Browser origins allowed to upgrade; an upgrade with any other `Origin` gets 403.
+    pub allowed_origins: Vec<String>,
+    /// The gateway token; `None` refuses every `connect`.
+    pub token: Option<Token>,
+    /// Where the token came from (reported by `config.get`, never the token itself).
+    pub token_source: Option<TokenSource>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { shutdown_grace: DEFAULT_SHUTDOWN_GRACE, head_timeout: DEFAULT_HEAD_TIMEOUT }
+        ServerConfig {
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            handshake_timeout: Duration::from_millis(protocol::DEFAULT_HANDSHAKE_TIMEOUT_MS),
+            tick_interval: Duration::from_millis(protocol::DEFAULT_TICK_INTERVAL_MS),
+            limits: Limits::default(),
+            allowed_origins: Vec::new(),
+            token: None,
+            token_source: None,
+        }
     }
 }
 
@@ -64,12 +97,14 @@ pub struct GatewayInfo {
     pub version: &'static str,
     /// When the lock was taken.
     pub started: Instant,
+    /// The profile it runs under (`None`: no profile), reported as `"profile"` (issue 4).
+    pub profile: Option<String>,
 }
 
 impl GatewayInfo {
     /// Info for this process holding `addr`, started now.
     pub fn new(addr: SocketAddr) -> Self {
-        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now() }
+        GatewayInfo { addr, pid: std::process::id(), version: env!("CARGO_PKG_VERSION"), started: Instant::now(), profile: None }
     }
 }
 
@@ -86,13 +121,36 @@ struct Shared {
     info: GatewayInfo,
     config: ServerConfig,
     lifecycle: Arc<Lifecycle>,
+    /// Connection limits; each admitted connection's handle wakes it when it is evicted.
+    admission: Mutex<Admission<Arc<Notify>>>,
+    /// Authenticated WebSocket clients by connection id.
+    clients: Mutex<BTreeMap<String, Presence>>,
+}
+
+/// One admitted connection's place in the front door's books; freed on drop.
+struct Slot {
+    shared: Arc<Shared>,
+    id: ConnId,
+    evicted: Arc<Notify>,
+    conn_id: Option<String>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.admission.lock().unwrap().finish(self.id);
+        if let Some(conn_id) = &self.conn_id {
+            self.shared.clients.lock().unwrap().remove(conn_id);
+        }
+    }
 }
 
 /// Serves `listener` until `shutdown` completes, then drains and returns the listener unreleased.
 pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig, shutdown: impl Future<Output = ()>) -> Stopped {
     let drained = Arc::new(Notify::new());
     let wake = Arc::clone(&drained);
-    let shared = Arc::new(Shared { info, config, lifecycle: Lifecycle::new(move || wake.notify_one()) });
+    let admission = Mutex::new(Admission::new(config.limits));
+    let shared =
+        Arc::new(Shared { info, config, lifecycle: Lifecycle::new(move || wake.notify_one()), admission, clients: Mutex::default() });
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -101,7 +159,10 @@ pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig,
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match shared.lifecycle.admit() {
-                    Some(guard) => { tokio::spawn(serve_connection(stream, Arc::clone(&shared), stop_rx.clone(), guard)); }
+                    Some(guard) => match front_door_admit(&shared) {
+                        Some(slot) => { tokio::spawn(serve_connection(stream, stop_rx.clone(), guard, slot)); }
+                        None => drop(stream),
+                    },
                     None => drop(stream),
                 },
                 // Out of descriptors or a connection reset before accept: the listener stays
@@ -129,6 +190,22 @@ pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig,
     }
 }
 
+/// Books a newly accepted connection with the front door; `None`: refuse it (every slot is an
+/// authenticated client). Evicts the oldest unauthenticated connection if a limit is reached.
+fn front_door_admit(shared: &Arc<Shared>) -> Option<Slot> {
+    let evicted = Arc::new(Notify::new());
+    let decision = shared.admission.lock().unwrap().admit(Arc::clone(&evicted));
+    match decision {
+        Admit::Yes { id, evicted: old } => {
+            if let Some(old) = old {
+                old.notify_one();
+            }
+            Some(Slot { shared: Arc::clone(shared), id, evicted, conn_id: None })
+        }
+        Admit::No => None,
+    }
+}
+
 /// Why reading a request head ended without a head.
 enum HeadRead {
     /// The peer closed or the socket failed: nothing to answer.
@@ -137,9 +214,9 @@ enum HeadRead {
     Refused(Status),
 }
 
-/// Reads one request head; returns it with any bytes read past it.
-async fn read_head(stream: &mut TcpStream) -> Result<(http::RequestHead, Vec<u8>), HeadRead> {
-    let mut buf = Vec::with_capacity(1024);
+/// Reads one request head into `buf` (cancel-safe: bytes read stay in `buf`); returns it with
+/// any bytes read past it.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(http::RequestHead, Vec<u8>), HeadRead> {
     let mut chunk = [0u8; 2048];
     loop {
         let n = stream.read(&mut chunk).await.map_err(|_| HeadRead::Gone)?;
@@ -147,7 +224,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<(http::RequestHead, Vec<u8>
             return Err(HeadRead::Gone);
         }
         buf.extend_from_slice(&chunk[..n]);
-        match http::parse_head(&buf) {
+        match http::parse_head(buf) {
             Ok(Parsed::Complete { head, len }) => return Ok((head, buf.split_off(len))),
             Ok(Parsed::Partial) => {}
             Err(err) => return Err(HeadRead::Refused(err.status())),
@@ -156,12 +233,31 @@ async fn read_head(stream: &mut TcpStream) -> Result<(http::RequestHead, Vec<u8>
 }
 
 /// Serves one accepted connection; `_guard` keeps it counted as open until this returns.
-async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, _guard: ConnectionGuard) {
-    let read = tokio::time::timeout(shared.config.head_timeout, read_head(&mut stream));
-    let head = tokio::select! {
-        read = read => read,
-        // Shutdown began before the request was complete: drop the connection.
-        _ = stop.wait_for(|stopping| *stopping) => return,
+async fn serve_connection(mut stream: TcpStream, mut stop: watch::Receiver<bool>, _guard: ConnectionGuard, mut slot: Slot) {
+    let shared = Arc::clone(&slot.shared);
+    let evicted = Arc::clone(&slot.evicted);
+    let mut buf = Vec::with_capacity(1024);
+    let first = {
+        let read = tokio::time::timeout(shared.config.head_timeout, read_head(&mut stream, &mut buf));
+        tokio::pin!(read);
+        tokio::select! {
+            read = &mut read => Some(read),
+            // Shutdown began before the request was complete (see below).
+            _ = stop.wait_for(|stopping| *stopping) => None,
+            // Evicted to make room for a newcomer (DOOR-4).
+            () = evicted.notified() => return,
+        }
+    };
+    let head = match first {
+        Some(read) => read,
+        // A connection that sent nothing is dropped at once: idle sockets never delay shutdown.
+        None if buf.is_empty() => return,
+        // One that sent part of a request may finish it within the grace period (a readiness
+        // probe then gets 503).
+        None => match tokio::time::timeout(shared.config.shutdown_grace, read_head(&mut stream, &mut buf)).await {
+            Ok(read) => Ok(read),
+            Err(_) => return,
+        },
     };
     let (head, leftover) = match head {
         Ok(Ok(head)) => head,
@@ -174,6 +270,17 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, mut stop: 
             let body = health_body(&shared).to_string();
             reply(&mut stream, &http::response(Status::Ok, "application/json", body.as_bytes(), head_only)).await;
         }
+        Route::Ready { head_only } => {
+            let (status, body) = http::readiness(shared.lifecycle.phase() == Phase::Serving);
+            reply(&mut stream, &http::response(status, "application/json", body.as_bytes(), head_only)).await;
+        }
+        // An upgrade completed while draining: no new WebSocket session during shutdown.
+        Route::Upgrade { .. } if shared.lifecycle.phase() != Phase::Serving => {
+            reply(&mut stream, &http::error_response(Status::ServiceUnavailable)).await;
+        }
+        Route::Upgrade { .. } if !front_door::origin_allowed(head.origin.as_deref(), &shared.config.allowed_origins) => {
+            reply(&mut stream, &http::error_response(Status::Forbidden)).await;
+        }
         Route::Upgrade { accept_key } => {
             if stream.write_all(&http::upgrade_response(&accept_key)).await.is_err() {
                 return;
@@ -183,7 +290,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>, mut stop: 
                 .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
                 .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
             let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
-            serve_websocket(ws, &shared, stop).await;
+            serve_websocket(ws, &shared, stop, &mut slot).await;
         }
         Route::Error(status) => reply(&mut stream, &http::error_response(status)).await,
     }
@@ -208,29 +315,139 @@ fn health_body(shared: &Shared) -> serde_json::Value {
         "version": info.version,
         "uptimeMs": info.started.elapsed().as_millis() as u64,
         "connections": shared.lifecycle.open_connections(),
+        "profile": info.profile,
     })
 }
 
-/// Serves a WebSocket client until it leaves or shutdown begins; then sends the close frame
-/// and waits, at most the grace period, for the client's close in reply.
-async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            message = ws.next() => match message {
-                // Data frames carry the gateway protocol (not part of the lock); pings are
-                // answered by tungstenite itself.
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return,
-            },
-            _ = stop.wait_for(|stopping| *stopping) => break,
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The gateway as a [`Session`] sees it.
+struct View<'a>(&'a Shared);
+
+impl GatewayView for View<'_> {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    fn token_matches(&self, presented: &str) -> bool {
+        self.0.config.token.as_ref().is_some_and(|token| token.matches(presented))
+    }
+
+    fn lock_view(&self) -> LockView {
+        let info = &self.0.info;
+        LockView {
+            pid: info.pid,
+            host: info.addr.ip().to_string(),
+            port: info.addr.port(),
+            profile: info.profile.clone(),
+            version: info.version.to_string(),
+            uptime_ms: info.started.elapsed().as_millis() as u64,
+            connections: self.0.lifecycle.open_connections(),
+            clients: self.0.clients.lock().unwrap().len(),
         }
     }
-    let close = CloseFrame { code: CloseCode::from(SHUTDOWN_CLOSE_CODE), reason: SHUTDOWN_CLOSE_REASON.into() };
-    let drain = async {
-        if ws.send(Message::Close(Some(close))).await.is_err() {
+
+    fn url(&self) -> String {
+        WsUrl(self.0.info.addr).to_string()
+    }
+
+    fn presence(&self) -> Vec<Presence> {
+        self.0.clients.lock().unwrap().values().cloned().collect()
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let config = &self.0.config;
+        serde_json::json!({
+            "host": self.0.info.addr.ip().to_string(),
+            "port": self.0.info.addr.port(),
+            "url": self.url(),
+            "protocol": protocol::PROTOCOL_VERSION,
+            "auth": {"mode": "token", "source": config.token_source.as_ref().map(TokenSource::kind)},
+            "allowedOrigins": config.allowed_origins,
+            "handshakeTimeoutMs": config.handshake_timeout.as_millis() as u64,
+            "tickIntervalMs": config.tick_interval.as_millis() as u64,
+            "headTimeoutMs": config.head_timeout.as_millis() as u64,
+            "shutdownGraceMs": config.shutdown_grace.as_millis() as u64,
+            "maxPayload": protocol::MAX_FRAME_BYTES,
+            "maxPreauthPayload": protocol::MAX_PREAUTH_FRAME_BYTES,
+            "maxConnections": config.limits.max_connections,
+            "maxUnauthenticated": config.limits.max_unauthenticated,
+        })
+    }
+}
+
+/// Serves a WebSocket client with the gateway protocol until it leaves, the protocol closes
+/// it, or shutdown begins (`shutdown` event to authenticated clients, then close 1012); a
+/// close waits, at most the grace period, for the client's close in reply.
+async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mut stop: watch::Receiver<bool>, slot: &mut Slot) {
+    let conn_id = uuid::Uuid::new_v4().to_string();
+    let policy = protocol::Policy { tick_interval_ms: shared.config.tick_interval.as_millis() as u64 };
+    let mut session = Session::new(conn_id.clone(), uuid::Uuid::new_v4().to_string(), policy);
+    let view = View(shared);
+    if ws.send(Message::text(session.challenge(now_ms()))).await.is_err() {
+        return;
+    }
+    let handshake_deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let period = shared.config.tick_interval.max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let evicted = Arc::clone(&slot.evicted);
+    loop {
+        let awaiting = session.phase() == protocol::Phase::AwaitingConnect;
+        let outcome = tokio::select! {
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => session.on_frame(text.as_bytes(), &view),
+                Some(Ok(Message::Binary(bytes))) => session.on_frame(&bytes, &view),
+                // Pings are answered by tungstenite; a client's close is answered by it too.
+                Some(Ok(_)) => continue,
+                Some(Err(WsError::Capacity(_))) => session.on_oversize(),
+                Some(Err(_)) | None => return,
+            },
+            () = tokio::time::sleep_until(handshake_deadline), if awaiting => session.on_handshake_timeout(),
+            _ = tick.tick(), if !awaiting => session.on_tick(now_ms()),
+            _ = stop.wait_for(|stopping| *stopping) => session.on_shutdown(),
+            () = evicted.notified(), if awaiting => return,
+        };
+        if outcome.authenticated {
+            tracing::debug!(conn = %conn_id, client = ?session.presence().map(|p| &p.client.id), "client authenticated");
+            if !shared.admission.lock().unwrap().authenticate(slot.id) {
+                // Evicted while its connect was in flight: it never had a place.
+                return;
+            }
+            if let Some(presence) = session.presence() {
+                shared.clients.lock().unwrap().insert(conn_id.clone(), presence.clone());
+                slot.conn_id = Some(conn_id.clone());
+            }
+        }
+        for frame in outcome.frames {
+            if ws.send(Message::text(frame)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(close) = outcome.close {
+            tracing::debug!(conn = %conn_id, code = close.code, reason = close.reason, "closing WebSocket client");
+            let too_big = close.code == protocol::CLOSE_TOO_BIG;
+            let close = CloseFrame { code: CloseCode::from(close.code), reason: close.reason.into() };
+            let drain = async move {
+                if ws.send(Message::Close(Some(close))).await.is_err() {
+                    return;
+                }
+                if too_big {
+                    // The rest of the oversize frame is still arriving and is no WebSocket framing:
+                    // discard raw bytes until the client closes, so that it is not reset mid-send
+                    // and reads the close frame.
+                    let mut stream = ws.into_inner();
+                    let mut sink = [0u8; 16 * 1024];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                } else {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            };
+            let _ = tokio::time::timeout(shared.config.shutdown_grace, drain).await;
             return;
         }
-        while let Some(Ok(_)) = ws.next().await {}
-    };
-    let _ = tokio::time::timeout(shared.config.shutdown_grace, drain).await;
+    }
 }

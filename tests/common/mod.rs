@@ -29,7 +29,9 @@ pub fn gateway_bin() -> PathBuf {
 pub fn helper_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("crash_helper")
+    let path = dir.join("examples").join("crash_helper");
+    assert!(path.exists(), "{} is missing: build it with `cargo test --all-targets` (or `cargo build --examples`)", path.display());
+    path
 }
 
 /// A running process that printed `listening on ws://ADDR` on stdout.
@@ -97,6 +99,10 @@ pub fn start_helper(port: u16) -> Holder {
 /// Spawns `cmd` with piped stdio and waits for `listening on ws://ADDR`.
 pub fn start_and_wait_ready(mut cmd: Command) -> Holder {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+    // A gateway started without a token stores a generated one (DOOR-5): keep it out of $HOME.
+    if cmd.get_envs().all(|(key, _)| key != "XDG_STATE_HOME") {
+        cmd.env("XDG_STATE_HOME", std::env::temp_dir());
+    }
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
@@ -187,12 +193,303 @@ pub fn assert_port_free(addr: SocketAddr) {
     gateway_lock::lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
 }
 
+// --- issue 6: protocol clients (spec/protocol.md) ---
+
+/// A gateway token for tests.
+pub const TEST_TOKEN: &str = "test-token-0123456789";
+
+/// Starts `gateway run --port 0 --token TEST_TOKEN` plus `args`, with a private state directory.
+pub fn start_gateway_with_token(args: &[&str]) -> Holder {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["run", "--port", "0", "--token", TEST_TOKEN]).args(args).env("XDG_STATE_HOME", std::env::temp_dir());
+    start_and_wait_ready(cmd)
+}
+
+/// The `connect` request frame of the protocol, offering `min..=max`, with `token` if any.
+pub fn connect_frame(min: u32, max: u32, token: Option<&str>) -> String {
+    let mut params = serde_json::json!({
+        "minProtocol": min, "maxProtocol": max,
+        "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
+        "caps": [], "role": "operator", "scopes": ["operator.read"],
+    });
+    if let Some(token) = token {
+        params["auth"] = serde_json::json!({"token": token});
+    }
+    serde_json::json!({"type": "req", "id": "connect-1", "method": "connect", "params": params}).to_string()
+}
+
+/// A request frame.
+pub fn request_frame(id: &str, method: &str) -> String {
+    serde_json::json!({"type": "req", "id": id, "method": method, "params": {}}).to_string()
+}
+
+/// Sends a text frame.
+pub fn ws_send(ws: &mut Ws, text: &str) {
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text)).expect("send");
+}
+
+/// What a client reads next: a JSON text frame, or the close frame's code and reason (the
+/// connection's end with no close frame gives code 1006).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Json(serde_json::Value),
+    Close(u16, String),
+}
+
+/// Reads the next data frame or close (bounded by the socket's read timeout).
+pub fn ws_recv(ws: &mut Ws) -> Received {
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => return Received::Json(serde_json::from_str(t.as_str()).expect("JSON frame")),
+            Ok(Message::Close(Some(frame))) => return Received::Close(u16::from(frame.code), frame.reason.to_string()),
+            Ok(Message::Close(None)) => return Received::Close(1005, String::new()),
+            Ok(_) => continue,
+            Err(Error::ConnectionClosed | Error::AlreadyClosed) => return Received::Close(1006, String::new()),
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("no frame before the deadline")
+            }
+            Err(_) => return Received::Close(1006, String::new()),
+        }
+    }
+}
+
+/// Reads the next JSON frame, failing on a close.
+pub fn ws_json(ws: &mut Ws) -> serde_json::Value {
+    match ws_recv(ws) {
+        Received::Json(v) => v,
+        other => panic!("expected a JSON frame, got {other:?}"),
+    }
+}
+
+/// Reads frames until the close; returns the frames before it and (code, reason).
+pub fn ws_until_close(ws: &mut Ws) -> (Vec<serde_json::Value>, (u16, String)) {
+    let mut frames = Vec::new();
+    loop {
+        match ws_recv(ws) {
+            Received::Json(v) => frames.push(v),
+            Received::Close(code, reason) => return (frames, (code, reason)),
+        }
+    }
+}
+
+/// Opens a WebSocket, checks the challenge, sends `connect` with `token` and returns the
+/// client with the `hello-ok` response.
+pub fn ws_handshake(addr: SocketAddr, token: &str) -> (Ws, serde_json::Value) {
+    let mut ws = ws_connect(addr);
+    let challenge = ws_json(&mut ws);
+    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
+    ws_send(&mut ws, &connect_frame(4, 4, Some(token)));
+    let hello = ws_json(&mut ws);
+    assert_eq!(hello["ok"], true, "{hello}");
+    (ws, hello)
+}
+
+/// Calls `method` on a handshaken client and returns the response frame (events before it are skipped).
+pub fn ws_call(ws: &mut Ws, id: &str, method: &str) -> serde_json::Value {
+    ws_send(ws, &request_frame(id, method));
+    loop {
+        let frame = ws_json(ws);
+        if frame["type"] == "res" && frame["id"] == id {
+            return frame;
+        }
+    }
+}
+// ---- Operations support (issue 4) ----
+
+/// Runs a prepared `gateway` command to completion (bounded); returns (status, stdout, stderr).
+pub fn run_cmd_to_exit(mut cmd: Command) -> (ExitStatus, String, String) {
+    cmd.env("GATEWAY_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    // Drain both pipes while waiting, so that a chatty child never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gateway did not exit before the deadline");
+    }
+    (status.unwrap(), out.join().unwrap(), err.join().unwrap())
+}
+
+/// A `gateway` command with args.
+pub fn gateway_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// A plain listener in the test process (a foreign holder, not a gateway). With `answer`, a
+/// thread accepts every connection and closes it at once (it "answers" with nothing); without,
+/// nothing ever accepts (connections wait in the backlog, like a hung process).
+pub struct ForeignListener {
+    pub addr: SocketAddr,
+    listener: std::sync::Arc<std::net::TcpListener>,
+}
+
+impl ForeignListener {
+    pub fn start(answer: bool) -> Self {
+        let listener = std::sync::Arc::new(std::net::TcpListener::bind("127.0.0.1:0").expect("bind foreign listener"));
+        let addr = listener.local_addr().unwrap();
+        if answer {
+            let l = std::sync::Arc::clone(&listener);
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    drop(conn);
+                }
+            });
+        }
+        ForeignListener { addr, listener }
+    }
+    /// The listener is still open and listening: a connection is accepted by the kernel.
+    pub fn assert_still_listening(&self) {
+        TcpStream::connect_timeout(&self.addr, DEADLINE).expect("the foreign listener must still be listening");
+        let _ = &self.listener;
+    }
+}
+
+/// SIGSTOPs a process and SIGCONTs it again when dropped (on every path, panics included).
+pub struct StoppedGuard(pub Pid);
+
+impl StoppedGuard {
+    pub fn stop(pid: Pid) -> Self {
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+        // Wait (bounded) until the kernel reports the process as stopped.
+        let end = Instant::now() + DEADLINE;
+        while !gateway_lock::probe::is_stopped(pid.as_raw() as u32) {
+            assert!(Instant::now() < end, "process did not stop");
+            // Polling the kernel's process state; the deadline bounds it.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        StoppedGuard(pid)
+    }
+}
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// Reserves a port that nobody listens on: a bound socket that does not listen (connections
+/// are refused, so the port looks free, and no other test can take it meanwhile).
+pub fn reserved_free_port() -> (socket2::Socket, SocketAddr) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
+/// Parses the JSON body of an HTTP response.
+pub fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON body {body:?}: {e}"))
+}
+
+/// A spawned process whose ready line has not been read yet (a waiter).
+pub struct Pending {
+    pub child: Child,
+    pub stdout: Option<BufReader<ChildStdout>>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Pending {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+        let mut child = cmd.spawn().expect("spawn");
+        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child }
+    }
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+    /// Reads the ready line (bounded) and returns the address it names.
+    pub fn read_ready(&mut self) -> SocketAddr {
+        let line = read_line_with_deadline(self.stdout.as_mut().unwrap(), DEADLINE);
+        line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("unexpected ready line {line:?}")).parse().unwrap()
+    }
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+    pub fn take_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until at least `n` connections to local port `port` are established in the
+/// kernel's table (accepted or still in a listener's backlog): the readiness signal of a waiter,
+/// which keeps one connection to the holder open.
+pub fn wait_for_established(port: u16, n: usize) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let mut rows = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            rows.extend(gateway_lock::probe::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
+        }
+        if rows.iter().filter(|r| r.local.port() == port && r.state == 0x01).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < end, "fewer than {n} connections to port {port} before the deadline");
+        // Polling the kernel's table; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pid a gateway reports in `/healthz`.
+pub fn health_pid(addr: SocketAddr) -> i64 {
+    json_body(&http_get(addr, "/healthz"))["pid"].as_i64().expect("pid in health body")
+}
+
+/// OPS-1's probe after a refusal is bounded (200 ms). On a loaded machine the bound can cut it
+/// short, and the output says so ("was not found within", "did not answer GET /healthz within").
+/// Runs `make()` to completion until `complete(stderr)` holds, at most 5 times; returns the last run.
+pub fn run_refused(make: impl Fn() -> Command, complete: impl Fn(&str) -> bool) -> (ExitStatus, String, String) {
+    let mut last = run_cmd_to_exit(make());
+    for _ in 0..4 {
+        if complete(&last.2) {
+            break;
+        }
+        last = run_cmd_to_exit(make());
+    }
+    last
+}
+
+/// The probe found the holder's process and its answer within the bound.
+pub fn probe_complete(stderr: &str) -> bool {
+    !stderr.contains("was not found within") && !stderr.contains("did not answer GET /healthz within")
+}
+
+/// The probe found the holder's process within the bound (its answer may be missing: a stopped holder).
+pub fn process_found(stderr: &str) -> bool {
+    !stderr.contains("was not found within")
 /// Path of the plain binary of `examples/NAME.rs`, built on demand (in the profile of this test):
 /// `cargo test --all-targets` builds examples only as test harnesses, so the plain binary may be missing.
 pub fn example_bin(name: &str) -> PathBuf {
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let path = helper_bin().with_file_name(name);
+    let exe = std::env::current_exe().expect("test executable");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target profile directory").join("examples").join(name);
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "--quiet", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
     if path.parent().and_then(|p| p.parent()).is_some_and(|p| p.ends_with("release")) {
