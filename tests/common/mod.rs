@@ -483,6 +483,8 @@ pub fn probe_complete(stderr: &str) -> bool {
 /// The probe found the holder's process within the bound (its answer may be missing: a stopped holder).
 pub fn process_found(stderr: &str) -> bool {
     !stderr.contains("was not found within")
+}
+
 /// Path of the plain binary of `examples/NAME.rs`, built on demand (in the profile of this test):
 /// `cargo test --all-targets` builds examples only as test harnesses, so the plain binary may be missing.
 pub fn example_bin(name: &str) -> PathBuf {
