@@ -162,7 +162,13 @@ impl Clients {
                 let mut raw = Vec::new();
                 for _ in 0..n {
                     if websocket {
-                        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/")).await.expect("ws connect");
+                        // A small read buffer: tungstenite zero-fills its 128 KiB default before every read,
+                        // which would make the clients, not the gateway, the bottleneck.
+                        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+                        let (mut ws, _) =
+                            tokio_tungstenite::connect_async_with_config(format!("ws://127.0.0.1:{port}/"), Some(config), true)
+                                .await
+                                .expect("ws connect");
                         if protocol {
                             handshake(&mut ws).await;
                         }
