@@ -112,13 +112,22 @@ fn time_to_lock(t: &Target, port: u16) -> Duration {
     d
 }
 
-fn time_to_fail(t: &Target, port: u16) -> Duration {
+/// (exec → the refusal line on stderr, exec → exited).
+fn time_to_fail(t: &Target, port: u16) -> (Duration, Duration) {
     let t0 = Instant::now();
-    let status = t.command(port).stdout(Stdio::null()).status().expect("spawn");
-    let d = t0.elapsed();
+    let mut child = t.command(port).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let _ = stderr.read_line(&mut line);
+    let to_line = t0.elapsed();
+    assert!(line.starts_with("GatewayLockError: another gateway instance is already listening on"), "{}: {line:?}", t.name);
+    // Drain the rest (the holder's description, if any) so that the process never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let status = child.wait().expect("wait");
+    let to_exit = t0.elapsed();
     // 3: port held (ERR-1); 5: held by a healthy gateway (the refusal probes the holder first).
     assert!(matches!(status.code(), Some(3) | Some(5)), "{}: the second instance must be refused, got {status}", t.name);
-    d
+    (to_line, to_exit)
 }
 
 fn takeover_fresh(t: &Target, port: u16) -> Duration {
@@ -405,13 +414,36 @@ fn main() {
         Target { name: "min_binder", exe: binder, gateway: false, extra: Vec::new(), protocol: false },
     ];
     let port = free_port();
-    eprintln!("bench: port {port}, {runs} runs per figure, gateway {}", gateway.display());
+    // The refusal's holder probe reads /proc/net/tcp: its cost grows with the sockets listed there.
+    let tcp_sockets = std::fs::read_to_string("/proc/net/tcp").map(|t| t.lines().count().saturating_sub(1)).unwrap_or(0);
+    eprintln!("bench: port {port}, {runs} runs per figure, {tcp_sockets} IPv4 TCP sockets on the host, gateway {}", gateway.display());
 
     let mut rows = Vec::new();
     rows.push(measure("time to lock", "ms", runs, Some(Goal::Ratio(1.5)), &targets, |t| ms(time_to_lock(t, port))));
     // One holder refuses both: the second instance only sees a held port.
     let holder = targets[0].start(port);
-    rows.push(measure("time to fail", "ms", runs, Some(Goal::Ratio(1.5)), &targets, |t| ms(time_to_fail(t, port))));
+    let mut fails: [Vec<(Duration, Duration)>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (i, t) in targets.iter().enumerate() {
+            fails[i].push(time_to_fail(t, port));
+        }
+    }
+    let pick = |i: usize, f: fn(&(Duration, Duration)) -> Duration| stats(fails[i].iter().map(|x| ms(f(x))).collect());
+    rows.push(Row {
+        name: "time to fail (exited)".into(),
+        unit: "ms",
+        gateway: pick(0, |x| x.1),
+        baseline: pick(1, |x| x.1),
+        goal: Some(Goal::Ratio(1.5)),
+    });
+    rows.push(Row {
+        name: "  refusal line on stderr".into(),
+        unit: "ms",
+        gateway: pick(0, |x| x.0),
+        baseline: pick(1, |x| x.0),
+        goal: None,
+    });
+    eprintln!("  measured time to fail");
     stop(holder);
     rows.push(measure("takeover after SIGKILL (fresh start)", "ms", runs, None, &targets, |t| ms(takeover_fresh(t, port))));
     if help.contains("--wait") {
@@ -471,10 +503,10 @@ fn main() {
     });
     rows.push(Row { name: "idle threads".into(), unit: "", gateway: stats(tg), baseline: stats(tb), goal: None });
     rows.push(Row { name: "resident memory, 1000 clients".into(), unit: "MiB", gateway: stats(bg), baseline: stats(bb), goal: None });
-    report(&rows, &profile_dir, runs);
+    report(&rows, &profile_dir, runs, tcp_sockets);
 }
 
-fn report(rows: &[Row], profile_dir: &Path, runs: usize) {
+fn report(rows: &[Row], profile_dir: &Path, runs: usize, tcp_sockets: usize) {
     let fmt = |s: &Stats| format!("{:.2} ({:.2}–{:.2})", s.median, s.p10, s.p90);
     println!();
     println!("{:<42} {:>26} {:>26} {:>7} {:>10} {:>5}", "figure (median, p10–p90)", "gateway", "min_binder", "ratio", "goal", "met");
@@ -490,6 +522,8 @@ fn report(rows: &[Row], profile_dir: &Path, runs: usize) {
     }
     let json = serde_json::json!({
         "runs": runs,
+        "tcpSocketsAtStart": tcp_sockets,
+        "loadAverage": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "figures": rows.iter().map(|r| serde_json::json!({
             "name": r.name,
