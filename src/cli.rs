@@ -215,7 +215,7 @@ pub struct VerifyArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
     pub max_burst: usize,
     /// Most WebSocket clients kept connected to a holder.
-    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16))]
     pub max_clients: usize,
     /// The gateway executable to verify, called as `EXE run --host 127.0.0.1 --port P` (default: this one).
     #[arg(long, value_name = "EXE")]
@@ -258,6 +258,7 @@ mod tests {
             &["gateway", "verify", "--duration", "soon"],
             &["gateway", "verify", "--port", "0"],
             &["gateway", "verify", "--max-burst", "0"],
+            &["gateway", "verify", "--max-clients", "17"],
             &["gateway", "verify", "--seed", "-1"],
         ] {
             let err = parse_from(args).unwrap_err();

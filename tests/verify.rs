@@ -104,3 +104,13 @@ fn ver4_busy_port_is_refused_and_left_alone() {
     assert!(out.is_empty());
     std::net::TcpStream::connect_timeout(&addr, common::DEADLINE).expect("the holder still accepts");
 }
+
+/// VER-1: `--duration` bounds a run that has no `--cycles`; the summary is still complete.
+#[test]
+fn ver1_duration_bounds_the_run() {
+    let (code, out, err) = verify(&["--duration", "300ms", "--json", "--max-burst", "2"], &[]);
+    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    let json = summary(&out);
+    assert!(json["cycles"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["violationCount"], 0);
+}
