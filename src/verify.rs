@@ -1000,7 +1000,7 @@ mod tests {
         }
     }
 
-    /// ERR-1 and LOCK-3 as `verify` checks them.
+    /// ERR-1 and LOCK-3 as `verify` checks them (VER-1: what counts as a violation).
     #[test]
     fn err1_refusal_check_is_exact() {
         let line = refusal_line(18789);
