@@ -63,6 +63,13 @@ fn ver1_short_run_passes_with_json_summary() {
     assert!(json["seed"].is_u64());
     let port = json["port"].as_u64().unwrap() as u16;
     common::assert_port_free(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    // The port it chose lies below the ephemeral range, where no outgoing connection can take it.
+    if let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|l| l.parse::<u16>().ok()))
+    {
+        assert!(port < low, "port {port} is inside the ephemeral range starting at {low}");
+    }
     assert!(err.is_empty(), "no progress bar and no violation lines off a terminal: {err:?}");
 }
 
