@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model fuzz-smoke conformance
+test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
@@ -71,3 +71,17 @@ fuzz-smoke seconds="15": fuzz-tool
 conformance template="":
     cargo build --quiet --bin gateway --example conformance
     target/debug/examples/conformance {{quote(template)}}
+
+# A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
+verify-smoke:
+    cargo run --quiet --bin gateway -- verify --cycles 20
+
+# A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
+verify *ARGS:
+    cargo run --release --quiet --bin gateway -- verify --cycles 1000 {{ARGS}}
+
+# Time to lock / fail / take over, graceful shutdown, footprint of the release build beside a minimal
+# binder (docs/README-bench.md). Table on stdout, JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
+bench:
+    cargo build --release --quiet --example min_binder
+    cargo bench --quiet --bench lock

@@ -2,7 +2,7 @@
 //! through its command line only, and prints one row per invariant ID: pass, fail or n/a, and why.
 //!
 //! ```text
-//! conformance ['<command template>']   # default: '<the gateway beside this binary>' run --host {host} --port {port}
+//! conformance ['<command template>']   # default: '<the gateway beside this binary>' run --token conformance --host {host} --port {port}
 //! just conformance 'node port.js --port {port}'
 //! ```
 //! The template is run by `sh -c 'exec <template>'` in its own process group, with `{port}`
@@ -513,7 +513,9 @@ fn default_template() -> String {
     // target/<profile>/examples/conformance -> target/<profile>/gateway
     let gateway = exe.parent().and_then(|p| p.parent()).map(|p| p.join("gateway")).filter(|p| p.exists());
     let gateway = gateway.unwrap_or_else(|| PathBuf::from("target/debug/gateway"));
-    format!("'{}' run --host {{host}} --port {{port}}", gateway.display())
+    // A token: `192.0.2.1` (ERR-2's scenario) is not loopback, and binding it without one is refused
+    // before the bind (DOOR-2, exit 7).
+    format!("'{}' run --token conformance --host {{host}} --port {{port}}", gateway.display())
 }
 
 fn main() {

@@ -46,6 +46,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Ask the gateway holding the port to shut down gracefully and wait until the port is free.
     Stop(StopArgs),
+    /// Verify the lock on this machine: start, race and kill real gateways at random, check every invariant.
+    Verify(VerifyArgs),
 }
 
 /// Flags of `gateway run`.
@@ -191,6 +193,35 @@ fn parse_profile_arg(value: &str) -> Result<String, crate::profile::ProfileNameE
     crate::profile::parse_profile_name(value)
 }
 
+/// Flags of `gateway verify` (`spec/cli.md`).
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Port to verify on (127.0.0.1); it must be free. Default: a free port below the ephemeral range.
+    #[arg(long, short = 'p', value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Number of cycles to run (default 100 when --duration is not given either).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cycles: Option<u64>,
+    /// Run for this long, e.g. `30s`, `5m` (with --cycles: whichever ends first).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Seed of the random schedule (random if absent; a failed run prints it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Most contenders started at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    pub max_burst: usize,
+    /// Most WebSocket clients kept connected to a holder.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16))]
+    pub max_clients: usize,
+    /// The gateway executable to verify, called as `EXE run --host 127.0.0.1 --port P` (default: this one).
+    #[arg(long, value_name = "EXE")]
+    pub exe: Option<std::path::PathBuf>,
+}
+
 fn parse_host_arg(value: &str) -> Result<IpAddr, lock::HostError> {
     lock::parse_host(value)
 }
@@ -222,6 +253,13 @@ mod tests {
             &["gateway", "run", "--profile", "../x"],
             &["gateway", "status", "--port", "0"],
             &["gateway", "stop", "--timeout", "-1"],
+            &["gateway", "verify", "--cycles", "0"],
+            &["gateway", "verify", "--cycles", "many"],
+            &["gateway", "verify", "--duration", "soon"],
+            &["gateway", "verify", "--port", "0"],
+            &["gateway", "verify", "--max-burst", "0"],
+            &["gateway", "verify", "--max-clients", "17"],
+            &["gateway", "verify", "--seed", "-1"],
         ] {
             let err = parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), i32::from(exit_code::USAGE), "{args:?}");

@@ -16,6 +16,7 @@
 //! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
 //!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
 //!   (service-manager readiness).
+//! - [`verify`]: `gateway verify`, crash-recovery verification runs against real gateway processes.
 
 pub mod cli;
 pub mod front_door;
@@ -33,3 +34,4 @@ pub mod status;
 pub mod stop;
 mod sync;
 pub mod takeover;
+pub mod verify;

@@ -36,5 +36,6 @@ fn main() -> ExitCode {
         },
         Command::Status(args) => ExitCode::from(gateway_lock::status::status(args.target.addr(), args.json)),
         Command::Stop(args) => ExitCode::from(gateway_lock::stop::stop(args.target.addr(), args.timeout)),
+        Command::Verify(args) => ExitCode::from(gateway_lock::verify::main(&args)),
     }
 }

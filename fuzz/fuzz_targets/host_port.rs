@@ -4,16 +4,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use clap::Parser;
-use gateway_lock::cli::{Cli, Command};
+use gateway_lock::cli::{parse_from, Command};
 use gateway_lock::lock::{parse_host, WsUrl, DEFAULT_HOST};
 use libfuzzer_sys::fuzz_target;
 
 fn run_args(value: &str, flag: &str) -> Result<gateway_lock::cli::RunArgs, clap::Error> {
     // `--flag=value`, so that a value like `--help` stays a value.
-    let cli = Cli::try_parse_from(["gateway", "run", &format!("--{flag}={value}")])?;
-    let Command::Run(args) = cli.command;
-    Ok(args)
+    let cli = parse_from(["gateway", "run", &format!("--{flag}={value}")])?;
+    match cli.command {
+        Command::Run(args) => Ok(args),
+        other => panic!("`gateway run` parsed as {other:?}"),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

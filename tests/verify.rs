@@ -1,0 +1,123 @@
+//! `gateway verify` end to end (VER-*): a short passing run, broken gateways that must fail it,
+//! and a port that is not free.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{gateway_bin, wait_with_deadline};
+
+/// Runs `gateway verify` with args (and env) to completion; returns (exit code, stdout, stderr).
+fn verify(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(gateway_bin())
+        .arg("verify")
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Read both pipes while it runs (a long run may fill one).
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_deadline(&mut child, std::time::Duration::from_secs(120)).expect("verify did not finish");
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
+fn bad_gateway_bin() -> std::path::PathBuf {
+    common::example_bin("bad_gateway")
+}
+
+fn summary(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout:?}"))
+}
+
+/// VER-1, VER-3: a short run against the real gateway passes, exits 0, reports a complete JSON
+/// summary, and leaves the port free.
+#[test]
+fn ver1_short_run_passes_with_json_summary() {
+    let (code, out, err) = verify(&["--cycles", "3", "--json"], &[]);
+    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    let json = summary(&out);
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["cycles"], 3);
+    assert_eq!(json["violationCount"], 0);
+    for id in ["LOCK-1", "LOCK-3", "LOCK-6", "REL-1", "REL-2", "SHUT-1", "SHUT-2", "SHUT-3", "ERR-1", "SRV-2"] {
+        assert_eq!(json["violations"][id], 0, "{id} in {json}");
+    }
+    let kills: u64 = ["SIGKILL", "SIGTERM", "SIGINT", "SIGABRT"].iter().map(|s| json["kills"][s].as_u64().unwrap()).sum();
+    assert!(kills >= 3, "every cycle ends with a signal: {json}");
+    assert!(json["holders"].as_u64().unwrap() >= 3, "{json}");
+    assert!(json["seed"].is_u64());
+    let port = json["port"].as_u64().unwrap() as u16;
+    common::assert_port_free(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    // The port it chose lies below the ephemeral range, where no outgoing connection can take it.
+    if let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|l| l.parse::<u16>().ok()))
+    {
+        assert!(port < low, "port {port} is inside the ephemeral range starting at {low}");
+    }
+    assert!(err.is_empty(), "no progress bar and no violation lines off a terminal: {err:?}");
+}
+
+/// VER-1, VER-2: a gateway whose refusal message is wrong fails the run with ERR-1 violations,
+/// exit 1, and the command line that replays the seed.
+#[test]
+fn ver1_wrong_refusal_message_fails_with_err1_and_the_seed() {
+    let exe = bad_gateway_bin();
+    let args = ["--cycles", "4", "--seed", "7", "--max-clients", "0", "--json", "--exe", exe.to_str().unwrap()];
+    let (code, out, err) = verify(&args, &[("BAD_GATEWAY", "message")]);
+    assert_eq!(code, Some(1), "stdout {out}\nstderr {err}");
+    let json = summary(&out);
+    assert_eq!(json["ok"], false);
+    assert!(json["violations"]["ERR-1"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["violations"]["LOCK-1"], 0, "{json}");
+    assert!(err.contains("violation ERR-1 in cycle"), "{err}");
+    assert!(err.contains("reproduce the schedule with: gateway verify --seed 7 --cycles 4"), "{err}");
+}
+
+/// VER-1: a gateway that starts although the port is held fails the run with LOCK-1 violations.
+#[test]
+fn ver1_gateway_ignoring_the_lock_fails_with_lock1() {
+    let exe = bad_gateway_bin();
+    let args = ["--cycles", "4", "--seed", "11", "--max-clients", "0", "--json", "--exe", exe.to_str().unwrap()];
+    let (code, out, err) = verify(&args, &[("BAD_GATEWAY", "ignore-lock")]);
+    assert_eq!(code, Some(1), "stdout {out}\nstderr {err}");
+    let json = summary(&out);
+    assert!(json["violations"]["LOCK-1"].as_u64().unwrap() > 0, "{json}");
+}
+
+/// VER-4: a port that is not free is not verified (exit 3), and its holder is left alone.
+#[test]
+fn ver4_busy_port_is_refused_and_left_alone() {
+    let listener = gateway_lock::lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (code, out, err) = verify(&["--port", &addr.port().to_string(), "--cycles", "1"], &[]);
+    assert_eq!(code, Some(3), "stdout {out}\nstderr {err}");
+    assert!(err.starts_with(&format!("gateway verify: port {} is not free", addr.port())), "{err}");
+    assert!(out.is_empty());
+    std::net::TcpStream::connect_timeout(&addr, common::DEADLINE).expect("the holder still accepts");
+}
+
+/// VER-1: `--duration` bounds a run that has no `--cycles`; the summary is still complete.
+#[test]
+fn ver1_duration_bounds_the_run() {
+    let (code, out, err) = verify(&["--duration", "300ms", "--json", "--max-burst", "2"], &[]);
+    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    let json = summary(&out);
+    assert!(json["cycles"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["violationCount"], 0);
+}
