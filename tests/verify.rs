@@ -3,37 +3,17 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{gateway_bin, wait_with_deadline};
+use common::{gateway_bin, run_cmd_within};
 
 /// Runs `gateway verify` with args (and env) to completion; returns (exit code, stdout, stderr).
 fn verify(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    use std::io::Read;
-    let mut child = Command::new(gateway_bin())
-        .arg("verify")
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // Read both pipes while it runs (a long run may fill one).
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = wait_with_deadline(&mut child, std::time::Duration::from_secs(120)).expect("verify did not finish");
-    (status.code(), out.join().unwrap(), err.join().unwrap())
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("verify").args(args).envs(env.iter().copied());
+    let (status, out, err) = run_cmd_within(cmd, Duration::from_secs(120));
+    (status.code(), out, err)
 }
 
 fn bad_gateway_bin() -> std::path::PathBuf {

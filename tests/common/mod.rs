@@ -145,19 +145,7 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
 
 /// Runs `gateway` with args to completion (bounded); returns (status, stdout, stderr).
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(gateway_bin())
-        .args(args)
-        .env("GATEWAY_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = wait_with_deadline(&mut child, DEADLINE).expect("gateway did not exit before the deadline");
-    let (mut out, mut err) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (status, out, err)
+    run_cmd_to_exit(gateway_cmd(args))
 }
 
 /// A connected, handshaken blocking WebSocket client.
@@ -299,28 +287,30 @@ pub fn ws_call(ws: &mut Ws, id: &str, method: &str) -> serde_json::Value {
 
 /// Runs a prepared `gateway` command to completion (bounded); returns (status, stdout, stderr).
 pub fn run_cmd_to_exit(mut cmd: Command) -> (ExitStatus, String, String) {
-    cmd.env("GATEWAY_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env("GATEWAY_LOG", "warn");
+    run_cmd_within(cmd, DEADLINE)
+}
+
+/// Runs a prepared command to completion within `deadline` (a test failure after it), draining
+/// both pipes while it runs so that a chatty child never blocks on a full pipe.
+pub fn run_cmd_within(mut cmd: Command, deadline: Duration) -> (ExitStatus, String, String) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
-    // Drain both pipes while waiting, so that a chatty child never blocks on a full pipe.
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = wait_with_deadline(&mut child, DEADLINE);
-    if status.is_none() {
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let Some(status) = wait_with_deadline(&mut child, deadline) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("gateway did not exit before the deadline");
-    }
-    (status.unwrap(), out.join().unwrap(), err.join().unwrap())
+        panic!("{cmd:?} did not exit before the deadline");
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
 }
 
 /// A `gateway` command with args.
