@@ -419,33 +419,97 @@ pub fn explain_refusal(addr: SocketAddr, asked_port: u16) -> u8 {
 }
 
 /// Probes `addr`: asks `/healthz` (bounded by `budget`) while looking the listener up in `/proc`.
+///
+/// The health question runs on its own thread; on loopback a live gateway answers within about a
+/// millisecond, and the pid it reports is checked first ([`find_owner`]'s hint), which spares the scan
+/// of every process. A holder that does not answer soon only delays the full scan by [`HINT_WAIT`].
 pub fn probe(addr: SocketAddr, budget: Duration) -> Probe {
     let deadline = Instant::now() + budget;
     let (answer, owner) = std::thread::scope(|s| {
-        let asked = s.spawn(move || ask_health(addr, deadline));
-        let owner = find_owner(addr, deadline);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let asked = s.spawn(move || {
+            let answer = ask_health(addr, deadline);
+            let _ = tx.send(answer.clone());
+            answer
+        });
+        let listener = find_listener_row(addr);
+        let owner = listener.map(|row| {
+            let wait = HINT_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+            let hint = match rx.recv_timeout(wait) {
+                Ok(Answer::Gateway(HealthInfo { pid: Some(pid), .. })) => Some(pid),
+                _ => None,
+            };
+            owner_of_row(&row, hint, deadline)
+        });
         (asked.join().unwrap_or(Answer::NoAnswer), owner)
     });
-    Probe { addr, owner, answer, budget }
+    Probe { addr, owner: owner.unwrap_or_else(|l| l), answer, budget }
 }
+
+/// How long [`probe`] waits for the holder's health answer (and the pid it reports) before it
+/// scans every process for the listening socket.
+pub const HINT_WAIT: Duration = Duration::from_millis(10);
 
 /// Finds the process listening on `addr` (Linux: `/proc`), giving up at `deadline`.
 pub fn find_owner(addr: SocketAddr, deadline: Instant) -> Owner {
-    if !Path::new("/proc/net/tcp").exists() {
-        return Owner::Unknown;
+    match find_listener_row(addr) {
+        Ok(row) => owner_of_row(&row, None, deadline),
+        Err(owner) => owner,
     }
-    let mut rows = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            rows.extend(parse_proc_net_tcp(&text));
+}
+
+/// The listening socket holding `addr` in `/proc/net/tcp{,6}`, or why there is none
+/// ([`Owner::Unknown`] without `/proc`, else [`Owner::NoListener`]).
+///
+/// The table of `addr`'s own family is read first; the other one only when it could change the
+/// answer of [`find_listener`] over both tables (an IPv4 address found in `/proc/net/tcp` wins over any
+/// wildcard or mapped IPv6 listener; an IPv6 address must be found exactly in `/proc/net/tcp6`).
+pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
+    const V4: &str = "/proc/net/tcp";
+    const V6: &str = "/proc/net/tcp6";
+    let v4 = match read_table(V4) {
+        Some(rows) => rows,
+        None if !Path::new(V4).exists() => return Err(Owner::Unknown),
+        None => Vec::new(),
+    };
+    if addr.is_ipv4() {
+        if let Some(row) = find_listener(&v4, addr) {
+            return Ok(row.clone());
         }
+        let mut rows = v4;
+        rows.extend(read_table(V6).unwrap_or_default());
+        return find_listener(&rows, addr).cloned().ok_or(Owner::NoListener);
     }
-    let Some(row) = find_listener(&rows, addr) else { return Owner::NoListener };
-    match pid_of_inode(row.inode, deadline) {
+    let v6 = read_table(V6).unwrap_or_default();
+    let mut rows = v4;
+    rows.extend(v6);
+    find_listener(&rows, addr).cloned().ok_or(Owner::NoListener)
+}
+
+/// Reads and parses one of `/proc/net/tcp{,6}` with few, large reads (every `read` of these files
+/// walks the kernel's socket hash tables again).
+fn read_table(path: &str) -> Option<Vec<TcpRow>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(256 * 1024);
+    file.read_to_end(&mut buf).ok()?;
+    Some(parse_proc_net_tcp(&String::from_utf8_lossy(&buf)))
+}
+
+/// The process holding the listening socket `row`: `hint` (the pid a gateway reported) is checked
+/// first; otherwise, or if it does not hold the socket, every process is scanned.
+fn owner_of_row(row: &TcpRow, hint: Option<u32>, deadline: Instant) -> Owner {
+    let pid = hint.filter(|&pid| holds_inode(pid, row.inode)).or_else(|| pid_of_inode(row.inode, deadline));
+    match pid {
         Some(pid) => Owner::Found(Process { pid, uid: row.uid, command: command_line(pid), stopped: is_stopped(pid) }),
         None if Instant::now() >= deadline => Owner::OutOfTime { uid: row.uid },
         None => Owner::SocketOnly { uid: row.uid },
     }
+}
+
+/// Whether `pid` has a descriptor on socket `inode` (`/proc/<pid>/fd`).
+pub fn holds_inode(pid: u32, inode: u64) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).ok().as_deref().and_then(Path::to_str).and_then(socket_inode) == Some(inode))
 }
 
 /// The pid of a process with a descriptor on socket `inode` (scans `/proc/<pid>/fd`), the
@@ -459,13 +523,8 @@ pub fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
         if Instant::now() >= deadline {
             return None;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path()) {
-                if target.to_str().and_then(socket_inode) == Some(inode) {
-                    return Some(pid);
-                }
-            }
+        if holds_inode(pid, inode) {
+            return Some(pid);
         }
     }
     None
