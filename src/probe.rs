@@ -472,18 +472,20 @@ pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
         None if !Path::new(V4).exists() => return Err(Owner::Unknown),
         None => Vec::new(),
     };
+    listener_in_tables(v4, || read_table(V6).unwrap_or_default(), addr).ok_or(Owner::NoListener)
+}
+
+/// [`find_listener`] over the rows of `/proc/net/tcp` then those of `/proc/net/tcp6` (`v6`, only
+/// called when its rows can change the answer: not for an IPv4 address already covered in `v4`).
+pub fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, addr: SocketAddr) -> Option<TcpRow> {
     if addr.is_ipv4() {
         if let Some(row) = find_listener(&v4, addr) {
-            return Ok(row.clone());
+            return Some(row.clone());
         }
-        let mut rows = v4;
-        rows.extend(read_table(V6).unwrap_or_default());
-        return find_listener(&rows, addr).cloned().ok_or(Owner::NoListener);
     }
-    let v6 = read_table(V6).unwrap_or_default();
     let mut rows = v4;
-    rows.extend(v6);
-    find_listener(&rows, addr).cloned().ok_or(Owner::NoListener)
+    rows.extend(v6());
+    find_listener(&rows, addr).cloned()
 }
 
 /// Reads and parses one of `/proc/net/tcp{,6}` with few, large reads (every `read` of these files
@@ -624,6 +626,25 @@ mod tests {
             let rows = parse_proc_net_tcp(&line);
             let want = SocketAddr::new(addr.ip(), addr.port());
             prop_assert_eq!(rows, vec![TcpRow { local: want, state, uid, inode }]);
+        }
+
+        /// OPS-1: reading `/proc/net/tcp6` only when needed finds the same listener as searching both tables.
+        #[test]
+        fn ops1_skipping_tcp6_finds_the_same_listener(
+            rows in proptest::collection::vec((0usize..6, any::<bool>(), 0u64..1000), 0..8),
+            wanted in 0usize..6,
+        ) {
+            let ips: [IpAddr; 6] = [
+                Ipv4Addr::LOCALHOST.into(), Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::new(127, 0, 0, 2).into(),
+                Ipv6Addr::LOCALHOST.into(), Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+            ];
+            let row = |(ip, listening, inode): (usize, bool, u64)| TcpRow {
+                local: SocketAddr::new(ips[ip], 80), state: if listening { TCP_LISTEN } else { 1 }, uid: 0, inode,
+            };
+            let (v4, v6): (Vec<TcpRow>, Vec<TcpRow>) = rows.into_iter().map(row).partition(|r| r.local.is_ipv4());
+            let addr = SocketAddr::new(ips[wanted], 80);
+            let both: Vec<TcpRow> = v4.iter().chain(&v6).cloned().collect();
+            prop_assert_eq!(listener_in_tables(v4, || v6, addr), find_listener(&both, addr).cloned());
         }
 
         /// Arbitrary text never panics the parsers.
