@@ -467,6 +467,11 @@ pub fn find_owner(addr: SocketAddr, deadline: Instant) -> Owner {
 pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
     const V4: &str = "/proc/net/tcp";
     const V6: &str = "/proc/net/tcp6";
+    #[cfg(target_os = "linux")]
+    if let Some(rows) = sock_diag::listeners(libc::AF_INET, addr.port()) {
+        let v6 = || sock_diag::listeners(libc::AF_INET6, addr.port()).or_else(|| read_table(V6)).unwrap_or_default();
+        return listener_in_tables(rows, v6, addr).ok_or(Owner::NoListener);
+    }
     let v4 = match read_table(V4) {
         Some(rows) => rows,
         None if !Path::new(V4).exists() => return Err(Owner::Unknown),
@@ -486,6 +491,83 @@ pub fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, add
     let mut rows = v4;
     rows.extend(v6());
     find_listener(&rows, addr).cloned()
+}
+
+/// The kernel's socket diagnostics (netlink `NETLINK_SOCK_DIAG`): the listening TCP sockets on one port,
+/// the same rows as `/proc/net/tcp{,6}` without walking every established connection of the host
+/// (reading those files walks the whole connection hash table on every `read`).
+#[cfg(target_os = "linux")]
+mod sock_diag {
+    use super::{TcpRow, TCP_LISTEN};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const HEADER: usize = 16;
+    /// `struct inet_diag_msg`: family, state, timer, retrans, the socket id (48 bytes), expires, queues, uid, inode.
+    const DIAG_MSG: usize = 72;
+
+    /// The listening sockets of `family` (`AF_INET` or `AF_INET6`) on `port`; `None` if the kernel cannot be asked.
+    pub fn listeners(family: i32, port: u16) -> Option<Vec<TcpRow>> {
+        // SAFETY: a plain socket(2) call; the descriptor is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut request = [0u8; HEADER + 56];
+        request[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
+        request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+        request[HEADER] = family as u8;
+        request[HEADER + 1] = libc::IPPROTO_TCP as u8;
+        request[HEADER + 4..HEADER + 8].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request[HEADER + 8..HEADER + 10].copy_from_slice(&port.to_be_bytes());
+        // SAFETY: sends `request.len()` initialised bytes from a live buffer.
+        let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+        if sent != request.len() as isize {
+            return None;
+        }
+        let mut rows = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: receives at most `buf.len()` bytes into a live buffer.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return None;
+            }
+            let mut msgs = &buf[..n as usize];
+            while msgs.len() >= HEADER {
+                let len = u32::from_ne_bytes(msgs[0..4].try_into().ok()?) as usize;
+                let kind = u16::from_ne_bytes(msgs[4..6].try_into().ok()?);
+                if len < HEADER || len > msgs.len() {
+                    return None;
+                }
+                match kind {
+                    NLMSG_DONE => return Some(rows),
+                    NLMSG_ERROR => return None,
+                    SOCK_DIAG_BY_FAMILY if len >= HEADER + DIAG_MSG => rows.extend(parse_diag_msg(&msgs[HEADER..HEADER + DIAG_MSG])),
+                    _ => {}
+                }
+                msgs = &msgs[((len + 3) & !3).min(msgs.len())..];
+            }
+        }
+    }
+
+    /// One `struct inet_diag_msg` as a row of `/proc/net/tcp{,6}`.
+    fn parse_diag_msg(m: &[u8]) -> Option<TcpRow> {
+        let port = u16::from_be_bytes([m[4], m[5]]);
+        let ip: IpAddr = match i32::from(m[0]) {
+            libc::AF_INET => Ipv4Addr::new(m[8], m[9], m[10], m[11]).into(),
+            libc::AF_INET6 => Ipv6Addr::from(<[u8; 16]>::try_from(&m[8..24]).ok()?).into(),
+            _ => return None,
+        };
+        let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+        Some(TcpRow { local: SocketAddr::new(ip, port), state: m[1], uid: word(64), inode: u64::from(word(68)) })
+    }
 }
 
 /// Reads and parses one of `/proc/net/tcp{,6}` with few, large reads (every `read` of these files
@@ -616,6 +698,20 @@ mod tests {
         assert!(matches!(parse_health_reply(b"HTTP/1.1 404 Not Found\r\n\r\n"), Answer::Other(w) if w.contains("404")));
         assert!(matches!(parse_health_reply(b"SSH-2.0-OpenSSH\r\n"), Answer::Other(_)));
         assert!(matches!(parse_health_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"ok\":false}"), Answer::Other(_)));
+    }
+
+    /// OPS-1: the kernel's socket diagnostics report a real listener exactly as `/proc/net/tcp{,6}` does.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn ops1_sock_diag_agrees_with_proc_net_tcp() {
+        for (host, family, table) in [("127.0.0.1:0", libc::AF_INET, "/proc/net/tcp"), ("[::1]:0", libc::AF_INET6, "/proc/net/tcp6")] {
+            let Ok(listener) = std::net::TcpListener::bind(host) else { continue };
+            let addr = listener.local_addr().unwrap();
+            let from_proc = find_listener(&read_table(table).unwrap(), addr).cloned().expect("listener in /proc");
+            let from_diag = sock_diag::listeners(family, addr.port()).expect("sock_diag answers");
+            assert_eq!(find_listener(&from_diag, addr), Some(&from_proc), "{host}");
+            assert!(from_diag.iter().all(|r| r.local.port() == addr.port() && r.is_listening()));
+        }
     }
 
     proptest! {
