@@ -419,33 +419,181 @@ pub fn explain_refusal(addr: SocketAddr, asked_port: u16) -> u8 {
 }
 
 /// Probes `addr`: asks `/healthz` (bounded by `budget`) while looking the listener up in `/proc`.
+///
+/// The health question runs on its own thread; on loopback a live gateway answers within about a
+/// millisecond, and the pid it reports is checked first ([`find_owner`]'s hint), which spares the scan
+/// of every process. A holder that does not answer soon only delays the full scan by [`HINT_WAIT`].
 pub fn probe(addr: SocketAddr, budget: Duration) -> Probe {
     let deadline = Instant::now() + budget;
     let (answer, owner) = std::thread::scope(|s| {
-        let asked = s.spawn(move || ask_health(addr, deadline));
-        let owner = find_owner(addr, deadline);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let asked = s.spawn(move || {
+            let answer = ask_health(addr, deadline);
+            let _ = tx.send(answer.clone());
+            answer
+        });
+        let listener = find_listener_row(addr);
+        let owner = listener.map(|row| {
+            let wait = HINT_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+            let hint = match rx.recv_timeout(wait) {
+                Ok(Answer::Gateway(HealthInfo { pid: Some(pid), .. })) => Some(pid),
+                _ => None,
+            };
+            owner_of_row(&row, hint, deadline)
+        });
         (asked.join().unwrap_or(Answer::NoAnswer), owner)
     });
-    Probe { addr, owner, answer, budget }
+    Probe { addr, owner: owner.unwrap_or_else(|l| l), answer, budget }
 }
+
+/// How long [`probe`] waits for the holder's health answer (and the pid it reports) before it
+/// scans every process for the listening socket.
+pub const HINT_WAIT: Duration = Duration::from_millis(10);
 
 /// Finds the process listening on `addr` (Linux: `/proc`), giving up at `deadline`.
 pub fn find_owner(addr: SocketAddr, deadline: Instant) -> Owner {
-    if !Path::new("/proc/net/tcp").exists() {
-        return Owner::Unknown;
+    match find_listener_row(addr) {
+        Ok(row) => owner_of_row(&row, None, deadline),
+        Err(owner) => owner,
     }
-    let mut rows = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            rows.extend(parse_proc_net_tcp(&text));
+}
+
+/// The listening socket holding `addr` in `/proc/net/tcp{,6}`, or why there is none
+/// ([`Owner::Unknown`] without `/proc`, else [`Owner::NoListener`]).
+///
+/// The table of `addr`'s own family is read first; the other one only when it could change the
+/// answer of [`find_listener`] over both tables (an IPv4 address found in `/proc/net/tcp` wins over any
+/// wildcard or mapped IPv6 listener; an IPv6 address must be found exactly in `/proc/net/tcp6`).
+pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
+    const V4: &str = "/proc/net/tcp";
+    const V6: &str = "/proc/net/tcp6";
+    #[cfg(target_os = "linux")]
+    if let Some(rows) = sock_diag::listeners(libc::AF_INET, addr.port()) {
+        let v6 = || sock_diag::listeners(libc::AF_INET6, addr.port()).or_else(|| read_table(V6)).unwrap_or_default();
+        return listener_in_tables(rows, v6, addr).ok_or(Owner::NoListener);
+    }
+    let v4 = match read_table(V4) {
+        Some(rows) => rows,
+        None if !Path::new(V4).exists() => return Err(Owner::Unknown),
+        None => Vec::new(),
+    };
+    listener_in_tables(v4, || read_table(V6).unwrap_or_default(), addr).ok_or(Owner::NoListener)
+}
+
+/// [`find_listener`] over the rows of `/proc/net/tcp` then those of `/proc/net/tcp6` (`v6`, only
+/// called when its rows can change the answer: not for an IPv4 address already covered in `v4`).
+pub fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, addr: SocketAddr) -> Option<TcpRow> {
+    if addr.is_ipv4() {
+        if let Some(row) = find_listener(&v4, addr) {
+            return Some(row.clone());
         }
     }
-    let Some(row) = find_listener(&rows, addr) else { return Owner::NoListener };
-    match pid_of_inode(row.inode, deadline) {
+    let mut rows = v4;
+    rows.extend(v6());
+    find_listener(&rows, addr).cloned()
+}
+
+/// The kernel's socket diagnostics (netlink `NETLINK_SOCK_DIAG`): the listening TCP sockets on one port,
+/// the same rows as `/proc/net/tcp{,6}` without walking every established connection of the host
+/// (reading those files walks the whole connection hash table on every `read`).
+#[cfg(target_os = "linux")]
+mod sock_diag {
+    use super::{TcpRow, TCP_LISTEN};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const HEADER: usize = 16;
+    /// `struct inet_diag_msg`: family, state, timer, retrans, the socket id (48 bytes), expires, queues, uid, inode.
+    const DIAG_MSG: usize = 72;
+
+    /// The listening sockets of `family` (`AF_INET` or `AF_INET6`) on `port`; `None` if the kernel cannot be asked.
+    pub fn listeners(family: i32, port: u16) -> Option<Vec<TcpRow>> {
+        // SAFETY: a plain socket(2) call; the descriptor is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut request = [0u8; HEADER + 56];
+        request[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
+        request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+        request[HEADER] = family as u8;
+        request[HEADER + 1] = libc::IPPROTO_TCP as u8;
+        request[HEADER + 4..HEADER + 8].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request[HEADER + 8..HEADER + 10].copy_from_slice(&port.to_be_bytes());
+        // SAFETY: sends `request.len()` initialised bytes from a live buffer.
+        let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
+        if sent != request.len() as isize {
+            return None;
+        }
+        let mut rows = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: receives at most `buf.len()` bytes into a live buffer.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                return None;
+            }
+            let mut msgs = &buf[..n as usize];
+            while msgs.len() >= HEADER {
+                let len = u32::from_ne_bytes(msgs[0..4].try_into().ok()?) as usize;
+                let kind = u16::from_ne_bytes(msgs[4..6].try_into().ok()?);
+                if len < HEADER || len > msgs.len() {
+                    return None;
+                }
+                match kind {
+                    NLMSG_DONE => return Some(rows),
+                    NLMSG_ERROR => return None,
+                    SOCK_DIAG_BY_FAMILY if len >= HEADER + DIAG_MSG => rows.extend(parse_diag_msg(&msgs[HEADER..HEADER + DIAG_MSG])),
+                    _ => {}
+                }
+                msgs = &msgs[((len + 3) & !3).min(msgs.len())..];
+            }
+        }
+    }
+
+    /// One `struct inet_diag_msg` as a row of `/proc/net/tcp{,6}`.
+    fn parse_diag_msg(m: &[u8]) -> Option<TcpRow> {
+        let port = u16::from_be_bytes([m[4], m[5]]);
+        let ip: IpAddr = match i32::from(m[0]) {
+            libc::AF_INET => Ipv4Addr::new(m[8], m[9], m[10], m[11]).into(),
+            libc::AF_INET6 => Ipv6Addr::from(<[u8; 16]>::try_from(&m[8..24]).ok()?).into(),
+            _ => return None,
+        };
+        let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+        Some(TcpRow { local: SocketAddr::new(ip, port), state: m[1], uid: word(64), inode: u64::from(word(68)) })
+    }
+}
+
+/// Reads and parses one of `/proc/net/tcp{,6}` with few, large reads (every `read` of these files
+/// walks the kernel's socket hash tables again).
+fn read_table(path: &str) -> Option<Vec<TcpRow>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(256 * 1024);
+    file.read_to_end(&mut buf).ok()?;
+    Some(parse_proc_net_tcp(&String::from_utf8_lossy(&buf)))
+}
+
+/// The process holding the listening socket `row`: `hint` (the pid a gateway reported) is checked
+/// first; otherwise, or if it does not hold the socket, every process is scanned.
+fn owner_of_row(row: &TcpRow, hint: Option<u32>, deadline: Instant) -> Owner {
+    let pid = hint.filter(|&pid| holds_inode(pid, row.inode)).or_else(|| pid_of_inode(row.inode, deadline));
+    match pid {
         Some(pid) => Owner::Found(Process { pid, uid: row.uid, command: command_line(pid), stopped: is_stopped(pid) }),
         None if Instant::now() >= deadline => Owner::OutOfTime { uid: row.uid },
         None => Owner::SocketOnly { uid: row.uid },
     }
+}
+
+/// Whether `pid` has a descriptor on socket `inode` (`/proc/<pid>/fd`).
+pub fn holds_inode(pid: u32, inode: u64) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().any(|fd| std::fs::read_link(fd.path()).ok().as_deref().and_then(Path::to_str).and_then(socket_inode) == Some(inode))
 }
 
 /// The pid of a process with a descriptor on socket `inode` (scans `/proc/<pid>/fd`), the
@@ -459,13 +607,8 @@ pub fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
         if Instant::now() >= deadline {
             return None;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path()) {
-                if target.to_str().and_then(socket_inode) == Some(inode) {
-                    return Some(pid);
-                }
-            }
+        if holds_inode(pid, inode) {
+            return Some(pid);
         }
     }
     None
@@ -557,6 +700,20 @@ mod tests {
         assert!(matches!(parse_health_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"ok\":false}"), Answer::Other(_)));
     }
 
+    /// OPS-1: the kernel's socket diagnostics report a real listener exactly as `/proc/net/tcp{,6}` does.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn ops1_sock_diag_agrees_with_proc_net_tcp() {
+        for (host, family, table) in [("127.0.0.1:0", libc::AF_INET, "/proc/net/tcp"), ("[::1]:0", libc::AF_INET6, "/proc/net/tcp6")] {
+            let Ok(listener) = std::net::TcpListener::bind(host) else { continue };
+            let addr = listener.local_addr().unwrap();
+            let from_proc = find_listener(&read_table(table).unwrap(), addr).cloned().expect("listener in /proc");
+            let from_diag = sock_diag::listeners(family, addr.port()).expect("sock_diag answers");
+            assert_eq!(find_listener(&from_diag, addr), Some(&from_proc), "{host}");
+            assert!(from_diag.iter().all(|r| r.local.port() == addr.port() && r.is_listening()));
+        }
+    }
+
     proptest! {
         /// OPS-1: any socket address written the kernel's way parses back to itself.
         #[test]
@@ -565,6 +722,25 @@ mod tests {
             let rows = parse_proc_net_tcp(&line);
             let want = SocketAddr::new(addr.ip(), addr.port());
             prop_assert_eq!(rows, vec![TcpRow { local: want, state, uid, inode }]);
+        }
+
+        /// OPS-1: reading `/proc/net/tcp6` only when needed finds the same listener as searching both tables.
+        #[test]
+        fn ops1_skipping_tcp6_finds_the_same_listener(
+            rows in proptest::collection::vec((0usize..6, any::<bool>(), 0u64..1000), 0..8),
+            wanted in 0usize..6,
+        ) {
+            let ips: [IpAddr; 6] = [
+                Ipv4Addr::LOCALHOST.into(), Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::new(127, 0, 0, 2).into(),
+                Ipv6Addr::LOCALHOST.into(), Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+            ];
+            let row = |(ip, listening, inode): (usize, bool, u64)| TcpRow {
+                local: SocketAddr::new(ips[ip], 80), state: if listening { TCP_LISTEN } else { 1 }, uid: 0, inode,
+            };
+            let (v4, v6): (Vec<TcpRow>, Vec<TcpRow>) = rows.into_iter().map(row).partition(|r| r.local.is_ipv4());
+            let addr = SocketAddr::new(ips[wanted], 80);
+            let both: Vec<TcpRow> = v4.iter().chain(&v6).cloned().collect();
+            prop_assert_eq!(listener_in_tables(v4, || v6, addr), find_listener(&both, addr).cloned());
         }
 
         /// Arbitrary text never panics the parsers.
