@@ -55,7 +55,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
     // 1b. Only now that the port is held: the profile's state directory, locked for our lifetime
     //     (`OPS-6`), and the ephemeral-range warning (`OPS-1`).
-    let _state_dir = match &args.ops.profile {
+    let state_dir = match &args.ops.profile {
         Some(name) => Some(profile::take_state_dir(name)?),
         None => None,
     };
@@ -97,11 +97,13 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     }
     tracing::info!("releasing {}", WsUrl(addr));
 
-    // 5. Close what is left (connections abandoned at the deadline go with the runtime), then
-    //    release the lock as the last act. Nothing is served or written after this.
+    // 5. Close what is left (connections abandoned at the deadline go with the runtime), unlock the
+    //    state directory (a successor that takes the port must find it free), then release the
+    //    lock as the last act. Nothing is served or written after this.
     let listener = stopped.listener.into_std().map_err(RunError::Runtime)?;
     drop(entered);
     drop(runtime);
+    drop(state_dir);
     drop(listener);
     Ok(())
 }
