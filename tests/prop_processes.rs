@@ -274,9 +274,16 @@ enum Outcome {
     Refused(Option<i32>, String, String),
 }
 
-fn spawn_gateway(port: u16, state: &Path) -> Contender {
-    let child = Command::new(gateway_bin())
-        .args(["run", "--port", &port.to_string()])
+/// Starts `gateway run` on `port`, given by `--port`, or with `via_env` by `GATEWAY_PORT` alone
+/// (CLI-3: an ignored variable would bind the default port, and the ready line would differ).
+fn spawn_gateway(port: u16, state: &Path, via_env: bool) -> Contender {
+    let mut cmd = Command::new(gateway_bin());
+    if via_env {
+        cmd.arg("run").env("GATEWAY_PORT", port.to_string());
+    } else {
+        cmd.args(["run", "--port", &port.to_string()]).env_remove("GATEWAY_PORT");
+    }
+    let child = cmd
         .env("GATEWAY_LOG", "warn")
         .env("XDG_STATE_HOME", state)
         .stdin(Stdio::null())
@@ -393,8 +400,11 @@ impl StateMachineTest for Processes {
                 // The model after this step: a new instance iff the port was free.
                 let won = model.instances.len() > sys.instances.len();
                 let states: Vec<PathBuf> = (0..k).map(|n| sys.scratch.join(format!("state-{}", sys.spawned + n))).collect();
+                let first = sys.spawned;
                 sys.spawned += k;
-                let contenders: Vec<Contender> = states.iter().map(|state| spawn_gateway(p, state)).collect();
+                // Every other start names its port through the environment (CLI-3).
+                let contenders: Vec<Contender> =
+                    states.iter().enumerate().map(|(n, state)| spawn_gateway(p, state, (first + n) % 2 == 1)).collect();
                 let mut winners = Vec::new();
                 for contender in contenders {
                     match settle(contender, p) {
@@ -484,7 +494,8 @@ fn config() -> Config {
 prop_state_machine! {
     #![proptest_config(config())]
 
-    /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, ERR-1, REL-1, REL-2, SHUT-1, SHUT-3: random starts, bursts,
+    /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, CLI-3 (every
+    /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, SHUT-1, SHUT-3: random starts, bursts,
     /// signals, clients and foreign listeners against the reference model.
     #[test]
     fn lock1_lock6_rel1_processes_follow_the_model(sequential 1..20 => Processes);
