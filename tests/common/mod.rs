@@ -105,14 +105,18 @@ pub fn start_and_wait_ready(mut cmd: Command) -> Holder {
     }
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let line = read_line_with_deadline(&mut stdout, DEADLINE);
-    let addr = line
-        .trim_end()
+    let addr = read_ready_line(&mut stdout);
+    Holder { stdin: child.stdin.take(), stderr: child.stderr.take(), child, addr, stdout }
+}
+
+/// Reads the ready line `listening on ws://ADDR` (bounded) and returns ADDR.
+pub fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> SocketAddr {
+    let line = read_line_with_deadline(stdout, DEADLINE);
+    line.trim_end()
         .strip_prefix("listening on ws://")
         .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
         .parse()
-        .expect("address in ready line");
-    Holder { stdin: child.stdin.take(), stderr: child.stderr.take(), child, addr, stdout }
+        .expect("address in ready line")
 }
 
 /// Reads one line, failing the test if none arrives before `deadline`.
@@ -405,8 +409,7 @@ impl Pending {
     }
     /// Reads the ready line (bounded) and returns the address it names.
     pub fn read_ready(&mut self) -> SocketAddr {
-        let line = read_line_with_deadline(self.stdout.as_mut().unwrap(), DEADLINE);
-        line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("unexpected ready line {line:?}")).parse().unwrap()
+        read_ready_line(self.stdout.as_mut().unwrap())
     }
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
