@@ -443,6 +443,19 @@ pub fn probe(addr: SocketAddr, budget: Duration) -> Probe {
         });
         (asked.join().unwrap_or(Answer::NoAnswer), owner)
     });
+    // No listener, yet the health question was not refused: the lookup ran while a racing
+    // contender was inside `listen(2)` (its socket listens before the kernel lists it), so by now
+    // it is listed. Look once more, with the pid it reported.
+    let owner = match owner {
+        Err(Owner::NoListener) if answer != Answer::Refused => {
+            let hint = match &answer {
+                Answer::Gateway(HealthInfo { pid: Some(pid), .. }) => Some(*pid),
+                _ => None,
+            };
+            find_listener_row(addr).map(|row| owner_of_row(&row, hint, deadline))
+        }
+        owner => owner,
+    };
     Probe { addr, owner: owner.unwrap_or_else(|l| l), answer, budget }
 }
 
