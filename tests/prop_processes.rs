@@ -1,22 +1,32 @@
 //! A proptest state machine over real `gateway` processes, real ports and real signals.
 //!
-//! The reference model ([`Model`]) says which instance holds which port and whether it is
-//! alive, stopped (`SIGSTOP`) or gone. Random sequences of operations ([`Op`]: start one
-//! instance, start a burst of contenders at once, send `SIGKILL`/`SIGTERM`/`SIGINT`/`SIGSTOP`/
-//! `SIGCONT`, connect or disconnect a WebSocket client, open or close a foreign listener) drive
-//! both, and after every step the
-//! real system is checked against the model:
+//! The reference model ([`Model`]) says which instance holds which port, what it is (a gateway,
+//! or the test helper `examples/crash_helper` that takes the lock with the library and can spawn
+//! children and crash) and whether it is alive, stopped (`SIGSTOP`) or gone. Random sequences of
+//! operations ([`Op`]: start one instance, start a burst of contenders at once, start a helper,
+//! let it spawn a long-lived child, make it panic or abort, send `SIGKILL`/`SIGTERM`/`SIGINT`/
+//! `SIGSTOP`/`SIGCONT`, connect or disconnect a WebSocket client, open or close a foreign
+//! listener that answers or stays silent, run `gateway status`) drive both, and after every step
+//! the real system is checked against the model:
 //!
 //! - LOCK-1: at most one listener per port (read from `/proc/net/tcp`), and exactly one while the
 //!   model says the port is held, by the instance the model names (its `/healthz` pid);
 //! - LOCK-1, ERR-1, LOCK-3: a start fails iff a live or stopped instance holds the port, with the
-//!   exact message as the first stderr line, exit code 3 (or 5, "held by a healthy gateway"),
-//!   nothing on stdout;
+//!   exact message as the first stderr line and nothing on stdout;
+//! - OPS-1: the refusal then names the holder's pid (the model's instance, or this test process for
+//!   a foreign listener) and says what it is; exit 5 iff a live gateway holds the port, else 3 (a
+//!   probe cut short by its 200 ms bound must say so, and then exits 3);
 //! - LOCK-2: a port held by a foreign listener (the test's own) refuses the same way, exit 3;
 //! - LOCK-6: among k simultaneous contenders on a free port exactly one wins;
-//! - REL-1, REL-2: after the holder dies (any signal, with clients connected) a fresh start succeeds;
+//! - REL-1, REL-2: after the holder dies (any signal, panic, abort, with clients connected) a fresh
+//!   start succeeds;
+//! - REL-3: a helper's long-lived child does not keep the port once the helper is gone;
 //! - SHUT-1, SHUT-3: `SIGTERM`/`SIGINT` close every client with 1012 and exit 0 (also when the
-//!   signal was sent while stopped and is delivered on `SIGCONT`).
+//!   signal was sent while stopped and is delivered on `SIGCONT`);
+//! - OPS-2: `gateway status` reports `free` (3), `gateway` with the holder's pid (0), `foreign` (4)
+//!   or `not-answering` (5) exactly as the model's holder predicts;
+//! - OPS-7: every gateway gets its own `NOTIFY_SOCKET`: `READY=1` iff it won the port, nothing on a
+//!   refusal, `STOPPING=1` before a graceful exit.
 //!
 //! Shrinking prints a minimal sequence of [`Op`]s. `PROPTEST_CASES` raises the case count
 //! (default [`DEFAULT_CASES`], sized for CI on 2 busy cores). Every process is continued and
@@ -26,13 +36,19 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::io::{BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::{gateway_bin, held_message, http_get, read_line_with_deadline, wait_with_deadline, ws_connect, Ws, DEADLINE};
+use common::{
+    gateway_bin, held_message, helper_bin, http_get, read_line_with_deadline, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
@@ -47,6 +63,8 @@ use tokio_tungstenite::tungstenite::Message;
 const DEFAULT_CASES: u32 = 32;
 /// Most WebSocket clients one instance gets in a case.
 const MAX_CLIENTS: usize = 3;
+/// Most children one helper spawns in a case.
+const MAX_CHILDREN: usize = 2;
 
 /// A signal an [`Op::Signal`] sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +88,15 @@ impl Sig {
     }
 }
 
+/// How an [`Op::Crash`] ends a helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crash {
+    /// `panic!` (the helper is built with unwinding: exit code 101).
+    Panic,
+    /// `std::process::abort` (`SIGABRT`).
+    Abort,
+}
+
 /// One step. `port` is an index into the case's ports; `inst` the n-th instance that started.
 #[derive(Debug, Clone)]
 enum Op {
@@ -77,16 +104,33 @@ enum Op {
     Start { port: usize },
     /// `k` instances of `gateway run --port P` spawned at once.
     Burst { port: usize, k: usize },
+    /// `crash_helper P` on free port P: takes the lock with the library, serves nothing.
+    Helper { port: usize },
+    /// Helper `inst` starts a long-lived child (`sleep`) that inherits whatever it can.
+    Spawn { inst: usize },
+    /// Helper `inst` panics or aborts.
+    Crash { inst: usize, how: Crash },
     /// A signal to instance `inst`.
     Signal { inst: usize, sig: Sig },
-    /// A new WebSocket client of instance `inst`.
+    /// A new WebSocket client of gateway `inst`.
     Connect { inst: usize },
-    /// Instance `inst`'s oldest client closes.
+    /// Gateway `inst`'s oldest client closes.
     Disconnect { inst: usize },
-    /// The test itself (not a gateway) listens on free port P.
-    Foreign { port: usize },
+    /// The test itself (not a gateway) listens on free port P; with `answers`, it accepts every
+    /// connection and closes it (a foreign server), else it never accepts (a hung one).
+    Foreign { port: usize, answers: bool },
     /// The test's own listener on P closes.
     ForeignClose { port: usize },
+    /// `gateway status --port P`.
+    Status { port: usize },
+}
+
+/// What an instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gateway,
+    /// `examples/crash_helper`: holds the lock, never answers on it.
+    Helper,
 }
 
 /// Where an instance is in its life, as the model sees it.
@@ -103,8 +147,10 @@ enum Life {
 #[derive(Debug, Clone)]
 struct Inst {
     port: usize,
+    kind: Kind,
     life: Life,
     clients: usize,
+    children: usize,
 }
 
 /// The reference model.
@@ -112,8 +158,22 @@ struct Inst {
 struct Model {
     ports: usize,
     instances: Vec<Inst>,
-    /// Ports held by a foreign (non-gateway) listener of the test.
-    foreign: Vec<bool>,
+    /// Ports held by a foreign (non-gateway) listener of the test: `Some(answers)`.
+    foreign: Vec<Option<bool>>,
+}
+
+/// Who holds a port, as far as a prober can tell (OPS-1, OPS-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    Free,
+    /// A gateway that answers `/healthz`.
+    LiveGateway(usize),
+    /// A stopped gateway, or a helper (alive or stopped): accepted by the kernel, never answered.
+    Silent(usize),
+    /// The test's own listener; `answers` as in [`Op::Foreign`].
+    Foreign {
+        answers: bool,
+    },
 }
 
 impl Model {
@@ -123,12 +183,26 @@ impl Model {
     }
     /// Whether anything (an instance, alive or stopped, or a foreign listener) holds `port`.
     fn held(&self, port: usize) -> bool {
-        self.foreign[port] || self.holder(port).is_some()
+        self.foreign[port].is_some() || self.holder(port).is_some()
     }
-    fn start(&mut self, port: usize) {
-        if !self.held(port) {
-            self.instances.push(Inst { port, life: Life::Alive, clients: 0 });
+    fn holding(&self, port: usize) -> Holding {
+        if let Some(answers) = self.foreign[port] {
+            return Holding::Foreign { answers };
         }
+        match self.holder(port) {
+            None => Holding::Free,
+            Some(id) if self.instances[id].kind == Kind::Gateway && self.instances[id].life == Life::Alive => Holding::LiveGateway(id),
+            Some(id) => Holding::Silent(id),
+        }
+    }
+    fn start(&mut self, port: usize, kind: Kind) {
+        if !self.held(port) {
+            self.instances.push(Inst { port, kind, life: Life::Alive, clients: 0, children: 0 });
+        }
+    }
+    /// The instance `i` if it is alive (not stopped, not gone) and of `kind`.
+    fn alive(&self, i: usize, kind: Kind) -> Option<&Inst> {
+        self.instances.get(i).filter(|i| i.life == Life::Alive && i.kind == kind)
     }
 }
 
@@ -139,29 +213,40 @@ impl ReferenceStateMachine for Reference {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        (2usize..=3).prop_map(|ports| Model { ports, instances: Vec::new(), foreign: vec![false; ports] }).boxed()
+        (2usize..=3).prop_map(|ports| Model { ports, instances: Vec::new(), foreign: vec![None; ports] }).boxed()
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
         let ports = state.ports;
         let present: Vec<usize> = (0..state.instances.len()).filter(|&i| state.instances[i].life != Life::Gone).collect();
+        let gateways: Vec<usize> = present.iter().copied().filter(|&i| state.instances[i].kind == Kind::Gateway).collect();
+        let helpers: Vec<usize> = (0..state.instances.len()).filter(|&i| state.alive(i, Kind::Helper).is_some()).collect();
         let free: Vec<usize> = (0..ports).filter(|&p| !state.held(p)).collect();
-        let foreign: Vec<usize> = (0..ports).filter(|&p| state.foreign[p]).collect();
+        let foreign: Vec<usize> = (0..ports).filter(|&p| state.foreign[p].is_some()).collect();
         let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
             (3, (0..ports).prop_map(|port| Op::Start { port }).boxed()),
             (2, (0..ports, 2usize..=4).prop_map(|(port, k)| Op::Burst { port, k }).boxed()),
+            (1, (0..ports).prop_map(|port| Op::Status { port }).boxed()),
         ];
         if !free.is_empty() {
-            options.push((1, select(free).prop_map(|port| Op::Foreign { port }).boxed()));
+            options.push((1, (select(free.clone()), any::<bool>()).prop_map(|(port, answers)| Op::Foreign { port, answers }).boxed()));
+            options.push((1, select(free).prop_map(|port| Op::Helper { port }).boxed()));
         }
         if !foreign.is_empty() {
             options.push((1, select(foreign).prop_map(|port| Op::ForeignClose { port }).boxed()));
         }
+        if !helpers.is_empty() {
+            options.push((1, select(helpers.clone()).prop_map(|inst| Op::Spawn { inst }).boxed()));
+            let how = prop_oneof![Just(Crash::Panic), Just(Crash::Abort)];
+            options.push((1, (select(helpers), how).prop_map(|(inst, how)| Op::Crash { inst, how }).boxed()));
+        }
         if !present.is_empty() {
             let sig = prop_oneof![Just(Sig::Kill), Just(Sig::Term), Just(Sig::Int), Just(Sig::Stop), Just(Sig::Cont)];
-            options.push((4, (select(present.clone()), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig }).boxed()));
-            options.push((2, select(present.clone()).prop_map(|inst| Op::Connect { inst }).boxed()));
-            options.push((1, select(present).prop_map(|inst| Op::Disconnect { inst }).boxed()));
+            options.push((4, (select(present), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig }).boxed()));
+        }
+        if !gateways.is_empty() {
+            options.push((2, select(gateways.clone()).prop_map(|inst| Op::Connect { inst }).boxed()));
+            options.push((1, select(gateways).prop_map(|inst| Op::Disconnect { inst }).boxed()));
         }
         Union::new_weighted(options).boxed()
     }
@@ -169,18 +254,23 @@ impl ReferenceStateMachine for Reference {
     fn preconditions(state: &Model, op: &Op) -> bool {
         let inst = |i: usize| state.instances.get(i).filter(|i| i.life != Life::Gone);
         match *op {
-            Op::Start { port } | Op::Burst { port, .. } => port < state.ports,
+            Op::Start { port } | Op::Burst { port, .. } | Op::Status { port } => port < state.ports,
+            Op::Helper { port } | Op::Foreign { port, .. } => port < state.ports && !state.held(port),
+            Op::Spawn { inst: i } => state.alive(i, Kind::Helper).is_some_and(|i| i.children < MAX_CHILDREN),
+            Op::Crash { inst: i, .. } => state.alive(i, Kind::Helper).is_some(),
             Op::Signal { inst: i, .. } => inst(i).is_some(),
-            Op::Connect { inst: i } => inst(i).is_some_and(|i| i.life == Life::Alive && i.clients < MAX_CLIENTS),
+            Op::Connect { inst: i } => state.alive(i, Kind::Gateway).is_some_and(|i| i.clients < MAX_CLIENTS),
             Op::Disconnect { inst: i } => inst(i).is_some_and(|i| i.clients > 0),
-            Op::Foreign { port } => port < state.ports && !state.held(port),
-            Op::ForeignClose { port } => port < state.ports && state.foreign[port],
+            Op::ForeignClose { port } => port < state.ports && state.foreign[port].is_some(),
         }
     }
 
     fn apply(mut state: Model, op: &Op) -> Model {
         match *op {
-            Op::Start { port } | Op::Burst { port, .. } => state.start(port),
+            Op::Start { port } | Op::Burst { port, .. } => state.start(port, Kind::Gateway),
+            Op::Helper { port } => state.start(port, Kind::Helper),
+            Op::Spawn { inst } => state.instances[inst].children += 1,
+            Op::Crash { inst, .. } => state.instances[inst].life = Life::Gone,
             Op::Signal { inst, sig } => {
                 let i = &mut state.instances[inst];
                 i.life = match (i.life, sig) {
@@ -198,20 +288,24 @@ impl ReferenceStateMachine for Reference {
             }
             Op::Connect { inst } => state.instances[inst].clients += 1,
             Op::Disconnect { inst } => state.instances[inst].clients -= 1,
-            Op::Foreign { port } => state.foreign[port] = true,
-            Op::ForeignClose { port } => state.foreign[port] = false,
+            Op::Foreign { port, answers } => state.foreign[port] = Some(answers),
+            Op::ForeignClose { port } => state.foreign[port] = None,
+            Op::Status { .. } => {}
         }
         state
     }
 }
 
-/// One real instance: a `gateway` process that printed its ready line.
+/// One real instance: a process that printed its ready line.
 struct Instance {
     child: Child,
     port: u16,
-    _stdout: BufReader<ChildStdout>,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
     /// Kept open (unread: the gateway logs next to nothing at `warn`) so writes never fail.
     _stderr: Option<ChildStderr>,
+    /// The service manager's end of this gateway's `NOTIFY_SOCKET` (helpers have none).
+    notify: Option<UnixDatagram>,
     clients: Vec<Ws>,
 }
 
@@ -233,6 +327,44 @@ impl Drop for Instance {
     }
 }
 
+/// A listener of the test itself (LOCK-2's foreign holder). Closing it stops the answering
+/// thread first (woken by a connection of its own), so the socket is really closed on drop.
+struct ForeignHolder {
+    listener: Arc<TcpListener>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ForeignHolder {
+    fn bind(port: u16, answers: bool) -> Self {
+        // A plain std listener (SO_REUSEADDR, like most servers): not a gateway.
+        let listener = Arc::new(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("LOCK-2: the model says the port is free"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = answers.then(|| {
+            let (listener, stop) = (Arc::clone(&listener), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    drop(conn);
+                }
+            })
+        });
+        ForeignHolder { listener, stop, thread }
+    }
+}
+
+impl Drop for ForeignHolder {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&self.listener.local_addr().unwrap(), DEADLINE);
+            thread.join().unwrap();
+        }
+    }
+}
+
 /// The real system of one case. Dropping it continues and kills every process it started.
 struct System {
     ports: Vec<u16>,
@@ -241,21 +373,27 @@ struct System {
     scratch: PathBuf,
     spawned: usize,
     /// The test's own (foreign) listeners, by port index.
-    foreign: Vec<Option<TcpListener>>,
+    foreign: Vec<Option<ForeignHolder>>,
     /// By model instance id; `None` once gone (reaped).
     instances: Vec<Option<Instance>>,
+    /// Children the helpers spawned (REL-3): they outlive the helper and are killed on drop.
+    children: Vec<Pid>,
 }
 
 impl Drop for System {
     fn drop(&mut self) {
         // Each `Instance` continues and kills its process when dropped.
         self.instances.clear();
+        for &child in &self.children {
+            let _ = kill(child, Signal::SIGKILL);
+        }
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 
-/// A spawned contender; killed (continued first) if dropped unsettled.
-struct Contender(Option<Child>);
+/// A spawned contender (killed, continued first, if dropped unsettled) and the service
+/// manager's end of its `NOTIFY_SOCKET`.
+struct Contender(Option<Child>, UnixDatagram);
 
 impl Drop for Contender {
     fn drop(&mut self) {
@@ -276,7 +414,11 @@ enum Outcome {
 
 /// Starts `gateway run` on `port`, given by `--port`, or with `via_env` by `GATEWAY_PORT` alone
 /// (CLI-3: an ignored variable would bind the default port, and the ready line would differ).
+/// `state` is its own scratch directory: `XDG_STATE_HOME` and its `NOTIFY_SOCKET` (OPS-7).
 fn spawn_gateway(port: u16, state: &Path, via_env: bool) -> Contender {
+    std::fs::create_dir_all(state).unwrap();
+    let notify_path = state.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind NOTIFY_SOCKET");
     let mut cmd = Command::new(gateway_bin());
     if via_env {
         cmd.arg("run").env("GATEWAY_PORT", port.to_string());
@@ -286,12 +428,37 @@ fn spawn_gateway(port: u16, state: &Path, via_env: bool) -> Contender {
     let child = cmd
         .env("GATEWAY_LOG", "warn")
         .env("XDG_STATE_HOME", state)
+        .env("NOTIFY_SOCKET", &notify_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    Contender(Some(child))
+    Contender(Some(child), notify)
+}
+
+/// Every notification queued on `socket` so far (the sender has exited or sent already).
+fn notifications(socket: &UnixDatagram) -> Vec<String> {
+    socket.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+/// OPS-7: waits (bounded) for a notification carrying `state` (e.g. `READY=1`).
+fn expect_notification(socket: &UnixDatagram, state: &str) {
+    socket.set_nonblocking(false).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("OPS-7: no {state} notification: {e}"));
+        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == state) {
+            return;
+        }
+    }
 }
 
 /// Waits (bounded) for the ready line or the exit of a contender.
@@ -301,8 +468,11 @@ fn settle(mut contender: Contender, port: u16) -> Outcome {
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
     if !line.is_empty() {
         assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1: the ready line");
+        // OPS-7: readiness is announced once the port is held.
+        expect_notification(&contender.1, "READY=1");
         let stderr = child.stderr.take();
-        return Outcome::Ready(Instance { child, port, _stdout: stdout, _stderr: stderr, clients: Vec::new() });
+        let notify = Some(contender.1.try_clone().unwrap());
+        return Outcome::Ready(Instance { child, port, stdin: None, stdout, _stderr: stderr, notify, clients: Vec::new() });
     }
     let status = wait_with_deadline(&mut child, DEADLINE);
     let Some(status) = status else {
@@ -313,17 +483,47 @@ fn settle(mut contender: Contender, port: u16) -> Outcome {
     let (mut out, mut err) = (String::new(), String::new());
     stdout.read_to_string(&mut out).unwrap();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    // OPS-7: a refused start announces nothing.
+    let sent = notifications(&contender.1);
+    assert!(sent.is_empty(), "OPS-7: a refused start sent {sent:?}");
     Outcome::Refused(status.code(), out, err)
 }
 
-/// LOCK-1, ERR-1, LOCK-3: a refusal is exactly ERR-1 as the first stderr line, nothing on stdout,
-/// exit code 3 (or 5: "held by a healthy gateway", when the holder answers its health probe).
-fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16, holder_is_gateway: bool) {
+/// LOCK-1, ERR-1, LOCK-3, OPS-1: a refusal is exactly ERR-1 as the first stderr line, nothing on
+/// stdout; then the holder `holding` with pid `pid`; exit 5 iff it answered as a live gateway.
+fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16, holding: Holding, pid: u32) {
+    let context = format!("holder {holding:?} pid {pid}, exit {code:?}, stderr {stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
     let expected = held_message(&format!("ws://127.0.0.1:{port}"));
-    assert_eq!(stderr.lines().next(), Some(expected.as_str()), "ERR-1: first stderr line (whole stderr: {stderr:?})");
-    let healthy_gateway_code = if holder_is_gateway { Some(5) } else { None };
-    assert!(code == Some(3) || code == healthy_gateway_code, "ERR-1: exit code {code:?}, want 3 (or 5 if the holder is a gateway)");
+    assert_eq!(lines.first(), Some(&expected.as_str()), "ERR-1: first stderr line ({context})");
     assert_eq!(stdout, "", "LOCK-3: a refused start prints nothing on stdout");
+    // OPS-1: the holder's process, unless the 200 ms bound cut the search short (and it says so).
+    let process = lines.get(1).copied().unwrap_or_default();
+    let cut_short = process.contains("was not found within");
+    let named = process.starts_with(&format!("  holder: pid {pid} (uid "));
+    // The test process forks for every spawn: between fork and exec its child shares the
+    // foreign listener for a moment, and a prober may name that child (same command line).
+    let fork_of_test = matches!(holding, Holding::Foreign { .. })
+        && process.starts_with("  holder: pid ")
+        && process.ends_with(&format!(": {}", std::env::current_exe().unwrap().display()));
+    assert!(cut_short || named || fork_of_test, "OPS-1: holder line ({context})");
+    let answer = lines.get(2).copied().unwrap_or_default();
+    let no_answer = answer.starts_with("  holder did not answer GET /healthz within 200 ms");
+    match holding {
+        Holding::LiveGateway(_) => {
+            let live = answer.starts_with("  holder is a live gateway: profile (none), version ");
+            // A live gateway answers within the bound; only a machine too busy for that may say it did not.
+            assert!((live && code == Some(5)) || (no_answer && code == Some(3)), "OPS-1: refusal by a live gateway ({context})");
+        }
+        Holding::Silent(_) | Holding::Foreign { answers: false } => {
+            assert!(no_answer && code == Some(3), "OPS-1: refusal by a silent holder ({context})");
+        }
+        Holding::Foreign { answers: true } => {
+            let other = answer.starts_with("  holder is not a gateway: GET /healthz ");
+            assert!((other || no_answer) && code == Some(3), "OPS-1, LOCK-2: refusal by a foreign server ({context})");
+        }
+        Holding::Free => unreachable!("refused on a free port"),
+    }
 }
 
 /// LOCK-1: listening sockets on 127.0.0.1:`port` or *:`port`, from `/proc/net/tcp`.
@@ -340,16 +540,37 @@ fn listeners_on(port: u16) -> usize {
         .count()
 }
 
+/// Waits (bounded) until the kernel reports `pid` as stopped (`want`) or running again.
+fn wait_stopped(pid: Pid, want: bool) {
+    let end = Instant::now() + DEADLINE;
+    while gateway_lock::probe::is_stopped(pid.as_raw() as u32) != want {
+        assert!(Instant::now() < end, "pid {pid} did not become {}", if want { "stopped" } else { "running" });
+        // Polling the kernel's process state; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How an instance is expected to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// SHUT-1: clients closed with 1012, exit 0, `STOPPING=1` sent.
+    Graceful,
+    /// Killed by one of these signals.
+    Signalled(&'static [Signal]),
+    /// Exited with this code (a panic: 101).
+    Code(i32),
+}
+
 impl System {
     fn instance(&mut self, id: usize) -> &mut Instance {
         self.instances[id].as_mut().unwrap_or_else(|| panic!("instance {id} is gone"))
     }
 
-    /// Waits for instance `id` to exit after a signal and checks how it ended.
-    fn reap(&mut self, id: usize, graceful: bool) {
+    /// Waits for instance `id` to exit and checks how it ended.
+    fn reap(&mut self, id: usize, end: End) {
         let mut inst = self.instances[id].take().unwrap();
         let pid = inst.pid();
-        if graceful {
+        if end == End::Graceful {
             // SHUT-1: every client gets the close frame 1012 "service restart" and replies.
             for (n, mut ws) in inst.clients.drain(..).enumerate() {
                 let frame = loop {
@@ -366,14 +587,44 @@ impl System {
             }
         }
         let status = wait_with_deadline(&mut inst.child, DEADLINE).unwrap_or_else(|| panic!("instance {id} (pid {pid}) did not exit"));
-        if graceful {
-            assert_eq!(status.code(), Some(0), "SHUT-1: graceful exit code of instance {id}");
-        } else {
-            assert_eq!(status.code(), None, "instance {id} should have died of SIGKILL: {status:?}");
+        match end {
+            End::Graceful => {
+                assert_eq!(status.code(), Some(0), "SHUT-1: graceful exit code of instance {id}");
+                let sent = notifications(inst.notify.as_ref().unwrap());
+                assert!(sent.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "OPS-7: no STOPPING=1 from instance {id}: {sent:?}");
+            }
+            End::Signalled(signals) => {
+                let sig = status.signal().and_then(|s| Signal::try_from(s).ok());
+                assert!(sig.is_some_and(|s| signals.contains(&s)), "instance {id} should have died of one of {signals:?}: {status:?}");
+            }
+            End::Code(code) => assert_eq!(status.code(), Some(code), "instance {id}'s exit code"),
         }
         inst.clients.clear();
         // REL-1: the port is free at once (the next `Start` checks a successor binds).
     }
+
+    /// The pid of whatever holds `port` as the model says (for OPS-1/OPS-2 expectations).
+    fn holding_pid(&self, holding: Holding) -> u32 {
+        match holding {
+            Holding::LiveGateway(id) | Holding::Silent(id) => self.instances[id].as_ref().expect("holder reaped").child.id(),
+            Holding::Foreign { .. } => std::process::id(),
+            Holding::Free => 0,
+        }
+    }
+
+    /// Writes a command line to helper `id`'s stdin.
+    fn tell_helper(&mut self, id: usize, command: &str) {
+        let stdin = self.instance(id).stdin.as_mut().expect("helper stdin");
+        writeln!(stdin, "{command}").and_then(|_| stdin.flush()).expect("write to helper");
+    }
+}
+
+/// `gateway status --port P` (OPS-2): exit code and stdout.
+fn status_of(port: u16) -> (Option<i32>, String) {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["status", "--port", &port.to_string()]).env_remove("GATEWAY_PORT").env("GATEWAY_LOG", "warn");
+    let (status, out, _) = run_cmd_to_exit(cmd);
+    (status.code(), out)
 }
 
 struct Processes;
@@ -389,7 +640,14 @@ impl StateMachineTest for Processes {
         static CASE: AtomicUsize = AtomicUsize::new(0);
         let case = CASE.fetch_add(1, Ordering::Relaxed);
         let scratch = std::env::temp_dir().join(format!("gateway-prop-{}-{case}", std::process::id()));
-        System { ports, scratch, spawned: 0, instances: Vec::new(), foreign: (0..model.ports).map(|_| None).collect() }
+        System {
+            ports,
+            scratch,
+            spawned: 0,
+            instances: Vec::new(),
+            foreign: (0..model.ports).map(|_| None).collect(),
+            children: Vec::new(),
+        }
     }
 
     fn apply(mut sys: System, model: &Model, op: Op) -> System {
@@ -406,27 +664,74 @@ impl StateMachineTest for Processes {
                 let contenders: Vec<Contender> =
                     states.iter().enumerate().map(|(n, state)| spawn_gateway(p, state, (first + n) % 2 == 1)).collect();
                 let mut winners = Vec::new();
+                let mut refusals = Vec::new();
                 for contender in contenders {
                     match settle(contender, p) {
                         Outcome::Ready(inst) => winners.push(inst),
-                        // LOCK-2: a foreign holder gives the same refusal, always exit 3.
-                        Outcome::Refused(code, out, err) => assert_refused(code, &out, &err, p, !model.foreign[port]),
+                        Outcome::Refused(code, out, err) => refusals.push((code, out, err)),
                     }
                 }
                 let count = winners.len();
                 if won {
                     assert_eq!(count, 1, "LOCK-6/REL-1: exactly one of {k} contender(s) on free port {p} must win");
+                    // The losers raced the winner: it held the port, a live gateway (perhaps not yet answering).
+                    let winner = winners[0].child.id();
+                    for (code, out, err) in refusals {
+                        assert_refused(code, &out, &err, p, Holding::LiveGateway(model.instances.len() - 1), winner);
+                    }
                     sys.instances.push(winners.pop());
                 } else {
-                    let holder = model.holder(port).map_or("a foreign listener".to_string(), |i| format!("instance {i}"));
-                    assert_eq!(count, 0, "LOCK-1/LOCK-2: {count} of {k} start(s) won port {p}, held by {holder}");
+                    let holding = model.holding(port);
+                    assert_eq!(count, 0, "LOCK-1/LOCK-2: {count} of {k} start(s) won port {p}, held by {holding:?}");
+                    let pid = sys.holding_pid(holding);
+                    for (code, out, err) in refusals {
+                        assert_refused(code, &out, &err, p, holding, pid);
+                    }
                 }
             }
+            Op::Helper { port } => {
+                let p = sys.ports[port];
+                let mut child = Command::new(helper_bin())
+                    .arg(p.to_string())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn crash_helper");
+                let mut stdout = BufReader::new(child.stdout.take().unwrap());
+                let stdin = child.stdin.take();
+                let line = read_line_with_deadline(&mut stdout, DEADLINE);
+                let inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
+                assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "the helper's ready line on free port {p}");
+                sys.instances.push(Some(inst));
+            }
+            Op::Spawn { inst: id } => {
+                sys.tell_helper(id, "spawn");
+                let line = read_line_with_deadline(&mut sys.instance(id).stdout, DEADLINE);
+                let pid: i32 = line.trim().strip_prefix("child ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("spawn: {line:?}"));
+                sys.children.push(Pid::from_raw(pid));
+            }
+            Op::Crash { inst: id, how } => {
+                sys.tell_helper(id, if how == Crash::Panic { "panic" } else { "abort" });
+                sys.reap(id, if how == Crash::Panic { End::Code(101) } else { End::Signalled(&[Signal::SIGABRT]) });
+            }
             Op::Signal { inst: id, sig } => {
-                kill(sys.instance(id).pid(), sig.nix()).expect("kill");
-                match model.instances[id].life {
-                    Life::Gone => sys.reap(id, sig != Sig::Kill),
-                    Life::Alive | Life::Stopped { .. } => {}
+                let pid = sys.instance(id).pid();
+                kill(pid, sig.nix()).expect("kill");
+                let inst = &model.instances[id];
+                match inst.life {
+                    Life::Gone => {
+                        let end = match (sig, inst.kind) {
+                            (Sig::Kill, _) => End::Signalled(&[Signal::SIGKILL]),
+                            (_, Kind::Gateway) => End::Graceful,
+                            // The helper handles no signal: the pending one(s) kill it.
+                            (_, Kind::Helper) => End::Signalled(&[Signal::SIGTERM, Signal::SIGINT]),
+                        };
+                        sys.reap(id, end);
+                    }
+                    // The kernel has stopped or continued it before the next step probes it.
+                    Life::Stopped { .. } => wait_stopped(pid, true),
+                    Life::Alive => wait_stopped(pid, false),
                 }
             }
             Op::Connect { inst: id } => {
@@ -443,12 +748,29 @@ impl StateMachineTest for Processes {
                     while ws.read().is_ok() {}
                 }
             }
-            Op::Foreign { port } => {
-                // A plain std listener (SO_REUSEADDR, like most servers): not a gateway.
-                let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, sys.ports[port])).expect("LOCK-2: the model says the port is free");
-                sys.foreign[port] = Some(listener);
-            }
+            Op::Foreign { port, answers } => sys.foreign[port] = Some(ForeignHolder::bind(sys.ports[port], answers)),
             Op::ForeignClose { port } => sys.foreign[port] = None,
+            Op::Status { port } => {
+                let p = sys.ports[port];
+                let holding = model.holding(port);
+                let pid = sys.holding_pid(holding);
+                let (code, out) = status_of(p);
+                let url = format!("ws://127.0.0.1:{p}");
+                let context = format!("OPS-2: status of {url} held by {holding:?} (pid {pid}): exit {code:?}, {out:?}");
+                let ok = match holding {
+                    Holding::Free => code == Some(3) && out == format!("{url}: free\n"),
+                    Holding::LiveGateway(_) => code == Some(0) && out.starts_with(&format!("{url}: gateway (pid {pid}, profile (none), ")),
+                    Holding::Foreign { answers: true } => {
+                        code == Some(4) && out.starts_with(&format!("{url}: foreign process (pid {pid}")) && out.contains("; GET /healthz ")
+                    }
+                    Holding::Foreign { answers: false } | Holding::Silent(_) => {
+                        let stopped = matches!(holding, Holding::Silent(id) if model.instances[id].life != Life::Alive);
+                        let process = format!("(pid {pid}{}: ", if stopped { ", stopped" } else { "" });
+                        code == Some(5) && out.starts_with(&format!("{url}: held but not answering within 1000 ms {process}"))
+                    }
+                };
+                assert!(ok, "{context}");
+            }
         }
         sys
     }
@@ -457,12 +779,18 @@ impl StateMachineTest for Processes {
         for (idx, &port) in sys.ports.iter().enumerate() {
             let listeners = listeners_on(port);
             assert!(listeners <= 1, "LOCK-1: {listeners} listeners on port {port}");
+            // REL-3 too: a port whose holder is gone is free, even while the holder's children live.
             let (holder, foreign) = (model.holder(idx), model.foreign[idx]);
             assert_eq!(
                 listeners,
                 usize::from(model.held(idx)),
-                "port {port}: model holder {holder:?}, foreign {foreign}, {listeners} listener(s)"
+                "port {port}: model holder {holder:?}, foreign {foreign:?}, {listeners} listener(s), helper children {:?}",
+                sys.children
             );
+        }
+        // REL-3 means something only while the children live on.
+        for &child in &sys.children {
+            assert!(kill(child, None).is_ok(), "REL-3: helper child {child} died");
         }
         let mut by_port = HashMap::new();
         for (id, inst) in model.instances.iter().enumerate() {
@@ -473,7 +801,7 @@ impl StateMachineTest for Processes {
                     let real = real.unwrap_or_else(|| panic!("instance {id} missing"));
                     assert!(by_port.insert(inst.port, id).is_none(), "model: two holders of port index {}", inst.port);
                     assert_eq!(real.clients.len(), inst.clients);
-                    if life == Life::Alive {
+                    if life == Life::Alive && inst.kind == Kind::Gateway {
                         // The port's holder is this very process.
                         let body = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, real.port)), "/healthz");
                         let pid = format!("\"pid\":{}", real.child.id());
@@ -495,8 +823,9 @@ prop_state_machine! {
     #![proptest_config(config())]
 
     /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, CLI-3 (every
-    /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, SHUT-1, SHUT-3: random starts, bursts,
-    /// signals, clients and foreign listeners against the reference model.
+    /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, REL-3, SHUT-1,
+    /// SHUT-3, OPS-1, OPS-2, OPS-7: random starts, bursts, helpers that spawn children and crash,
+    /// signals, clients, foreign listeners and `status` against the reference model.
     #[test]
     fn lock1_lock6_rel1_processes_follow_the_model(sequential 1..20 => Processes);
 }
