@@ -641,8 +641,12 @@ fn expect_refused_frame(port: u16, first: &str, error_code: Option<&str>, close:
         return Err(format!("after {shown:?}: close {} {:?}, want {} {:?} (send: {sent:?})", got.0, got.1, close.0, close.1));
     }
     if let Some(code) = error_code {
-        let ok = frames.len() == 1 && frames[0]["type"] == "res" && frames[0]["ok"] == false && frames[0]["error"]["code"] == code;
-        if !ok || !frames[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty()) {
+        let ok = frames.len() == 1
+            && frames[0]["type"] == "res"
+            && frames[0]["ok"] == false
+            && frames[0]["error"]["code"] == code
+            && frames[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty());
+        if !ok {
             return Err(format!("after {shown:?}: frames {frames:?}, want one error response {code} with a message, then the close"));
         }
     }
