@@ -63,7 +63,7 @@ impl Report {
 #[derive(Clone)]
 struct Subject {
     template: String,
-    /// Replaces `{token}` in the template (the token claimed with `--token`).
+    /// Replaces `{token}` in the template, shell-quoted (the token claimed with `--token`).
     token: Option<String>,
     /// `XDG_STATE_HOME` of every started process: a scratch directory, never the user's own.
     state: PathBuf,
@@ -141,7 +141,7 @@ impl Subject {
     fn spawn_on(&self, host: &str, port: &str) -> Proc {
         let mut command = self.template.replace("{port}", port).replace("{host}", host);
         if let Some(token) = &self.token {
-            command = command.replace("{token}", token);
+            command = command.replace("{token}", &shell_quoted(token));
         }
         let mut child = Command::new("sh")
             .arg("-c")
@@ -176,6 +176,15 @@ impl Subject {
     fn refused(&self, port: u16, allow_healthy: bool) -> Check {
         let mut proc = self.spawn(&port.to_string());
         refusal(&mut proc, port, allow_healthy)
+    }
+}
+
+/// `word` as one shell word: unchanged if it needs no quoting, else single-quoted.
+fn shell_quoted(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=+@%".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -1247,9 +1256,10 @@ fn main() {
     for id in &ids {
         let (verdict, why) = match report.rows.get(id) {
             Some(results) => {
-                // The worst verdict, with the reasons for it (a failure shows only its failures).
+                // The worst verdict; a failure shows only its failures, n/a also what did pass.
                 let verdict = results.iter().map(|(v, _)| *v).max().unwrap_or(Verdict::NotApplicable);
-                let why: Vec<String> = results.iter().filter(|(v, _)| *v == verdict).map(|(_, w)| w.replace('|', "\\|")).collect();
+                let shown = |v: &Verdict| *v == verdict || verdict == Verdict::NotApplicable;
+                let why: Vec<String> = results.iter().filter(|(v, _)| shown(v)).map(|(_, w)| w.replace('|', "\\|")).collect();
                 (verdict, why.join("; "))
             }
             None => (Verdict::NotApplicable, not_applicable(id, &claims).to_string()),
