@@ -638,16 +638,15 @@ fn ws_call(ws: &mut WebSocket<TcpStream>, id: &str, method: &str) -> Result<serd
     }
 }
 
-/// Sends `first` after the challenge; checks the error response (`code`, if any) and the close.
-fn expect_refused_frame(port: u16, first: &str, error_code: Option<&str>, close: (u16, &str)) -> Check {
+/// Sends `first` (described by `what`) after the challenge; checks the error response (`code`, if any) and the close.
+fn expect_refused_frame(port: u16, what: &str, first: &str, error_code: Option<&str>, close: (u16, &str)) -> Check {
     let mut ws = ws_open(port, None)?;
     ws_json(&mut ws)?;
     // The gateway may close before a large frame is written completely; the close is what counts.
     let sent = ws_send(&mut ws, first);
     let (frames, got) = ws_until_close(&mut ws)?;
-    let shown: String = first.chars().take(60).collect();
     if (got.0, got.1.as_str()) != close {
-        return Err(format!("after {shown:?}: close {} {:?}, want {} {:?} (send: {sent:?})", got.0, got.1, close.0, close.1));
+        return Err(format!("{what}: close {} {:?}, want {} {:?} (send: {sent:?})", got.0, got.1, close.0, close.1));
     }
     if let Some(code) = error_code {
         let ok = frames.len() == 1
@@ -656,10 +655,10 @@ fn expect_refused_frame(port: u16, first: &str, error_code: Option<&str>, close:
             && frames[0]["error"]["code"] == code
             && frames[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty());
         if !ok {
-            return Err(format!("after {shown:?}: frames {frames:?}, want one error response {code} with a message, then the close"));
+            return Err(format!("{what}: frames {frames:?}, want one error response {code} with a message, then the close"));
         }
     }
-    Ok(format!("{}{} {:?}", error_code.map(|c| format!("{c}, close ")).unwrap_or_else(|| "close ".into()), close.0, close.1))
+    Ok(format!("{what}: {}{} {:?}", error_code.map(|c| format!("{c}, close ")).unwrap_or_else(|| "close ".into()), close.0, close.1))
 }
 
 /// A full HTTP request's answer: (status code, body).
@@ -732,32 +731,53 @@ fn run_protocol_scenarios(subject: &Subject, token: &str, timer_args: &str, repo
     report.check("PROTO-2", &result);
 
     // PROTO-3: anything but connect first; malformed connect params.
-    for first in [request_frame("a", "health"), "not json".to_string(), serde_json::json!({"type": "event"}).to_string()] {
-        report.check(
-            "PROTO-3",
-            &expect_refused_frame(port, &first, Some("INVALID_REQUEST"), (1008, "invalid handshake: first request must be connect")),
-        );
+    let firsts = [
+        ("health first", request_frame("a", "health")),
+        ("not JSON first", "not json".to_string()),
+        ("an event first", serde_json::json!({"type": "event"}).to_string()),
+    ];
+    for (what, first) in firsts {
+        let close = (1008, "invalid handshake: first request must be connect");
+        report.check("PROTO-3", &expect_refused_frame(port, what, &first, Some("INVALID_REQUEST"), close));
     }
     let malformed = serde_json::json!({"type": "req", "id": "c", "method": "connect", "params": {"minProtocol": 4}}).to_string();
-    report.check("PROTO-3", &expect_refused_frame(port, &malformed, Some("INVALID_REQUEST"), (1008, "invalid connect params")));
+    report.check(
+        "PROTO-3",
+        &expect_refused_frame(port, "malformed connect params", &malformed, Some("INVALID_REQUEST"), (1008, "invalid connect params")),
+    );
 
     // PROTO-4: no common protocol version.
     for (min, max) in [(1, 3), (5, 6)] {
         let frame = connect_frame(min, max, Some(token), "conformance");
-        report.check("PROTO-4", &expect_refused_frame(port, &frame, Some("PROTOCOL_MISMATCH"), (1002, "protocol mismatch")));
+        report.check(
+            "PROTO-4",
+            &expect_refused_frame(
+                port,
+                &format!("protocols {min}..={max}"),
+                &frame,
+                Some("PROTOCOL_MISMATCH"),
+                (1002, "protocol mismatch"),
+            ),
+        );
     }
 
     // PROTO-5: a wrong token (also one character short or long), no token.
     let short: String = token.chars().take(token.chars().count().saturating_sub(1)).collect();
-    for (bad, code) in
-        [(Some(format!("{token}x")), "AUTH_TOKEN_MISMATCH"), (Some(short), "AUTH_TOKEN_MISMATCH"), (None, "AUTH_TOKEN_MISSING")]
-    {
+    let bad_tokens = [
+        ("the token and one character more", Some(format!("{token}x")), "AUTH_TOKEN_MISMATCH"),
+        ("the token but its last character", Some(short), "AUTH_TOKEN_MISMATCH"),
+        ("no token", None, "AUTH_TOKEN_MISSING"),
+    ];
+    for (what, bad, code) in bad_tokens {
         let frame = connect_frame(4, 4, bad.as_deref(), "conformance");
-        report.check("PROTO-5", &expect_refused_frame(port, &frame, Some(code), (1008, "unauthorized")));
+        report.check("PROTO-5", &expect_refused_frame(port, what, &frame, Some(code), (1008, "unauthorized")));
     }
 
     // PROTO-7: over 64 KiB before hello-ok; 100 KiB after is fine, over 1 MiB is not.
-    report.check("PROTO-7", &expect_refused_frame(port, &" ".repeat(64 * 1024 + 1), None, (1009, "frame too large")));
+    report.check(
+        "PROTO-7",
+        &expect_refused_frame(port, "64 KiB + 1 before hello-ok", &" ".repeat(64 * 1024 + 1), None, (1009, "frame too large")),
+    );
     let result = (|| {
         let (mut ws, _) = ws_handshake(port, token, "conformance")?;
         let padded = serde_json::json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(100 * 1024)}});
@@ -924,7 +944,11 @@ fn run_protocol_scenarios(subject: &Subject, token: &str, timer_args: &str, repo
         Ok("shutdown event then 1012 to the authenticated client, 1012 only to the other".to_string())
     })();
     report.check("PROTO-9", &result);
-    report.check("PROTO-13", &ready.unwrap_or_else(|| Err(format!("the shutdown scenario failed before the probe: {:?}", result.err()))));
+    report.check(
+        "PROTO-13",
+        &ready
+            .unwrap_or_else(|| Err(format!("the shutdown scenario failed before the probe: {}", result.clone().err().unwrap_or_default()))),
+    );
     drop(gw);
 
     run_timer_scenarios(subject, token, timer_args, report);
@@ -1072,7 +1096,7 @@ fn holder_named(port: u16, pid: u32, (status, out, err): &(ExitStatus, String, S
     } else if !lines.get(1).is_some_and(|l| l.starts_with(&holder)) {
         Err(format!("second stderr line {:?}, want it to start with {holder:?}", lines.get(1)))
     } else if status.code() != Some(code) {
-        Err(format!("exit {status}, want {code}; stderr {err:?}"))
+        Err(format!("exit code {:?}, want {code}; stderr {err:?}", status.code()))
     } else if !out.is_empty() {
         Err(format!("stdout not empty: {out:?}"))
     } else {
