@@ -2,14 +2,19 @@
 //! through its command line only, and prints one row per invariant ID: pass, fail or n/a, and why.
 //!
 //! ```text
-//! conformance ['<command template>']   # default: '<the gateway beside this binary>' run --token conformance --host {host} --port {port}
+//! conformance ['<command template>'] [--token TOKEN] [--names-holder] [--timer-args 'ARGS']
+//!     # default: '<the gateway beside this binary>' run --token {token} --host {host} --port {port}
+//!     #          with every claim (--token conformance --names-holder --timer-args '...')
 //! just conformance 'node port.js --port {port}'
+//! just conformance 'node port.js --port {port} --token {token}' --token s3cret --names-holder
 //! ```
 //! The template is run by `sh -c 'exec <template>'` in its own process group, with `{port}`
 //! replaced by a free loopback port, and `{host}`, if present, by the host (`127.0.0.1`, and
 //! `localhost` and `192.0.2.1` for LOCK-4 and ERR-2); without `{host}` the implementation must
-//! listen on 127.0.0.1 by default and those two rows are n/a. Signals go to the process group. Exit
-//! status: 0 when no row failed, 1 otherwise, 2 on bad usage. See `spec/README.md`.
+//! listen on 127.0.0.1 by default and those two rows are n/a. Signals go to the process group.
+//! Beyond the lock, rows are checked only when claimed: `--token` (the protocol and the front door
+//! of `spec/protocol.md`; `{token}` in the template becomes the token), `--names-holder` (OPS-1).
+//! Exit status: 0 when no row failed, 1 otherwise, 2 on bad usage. See `spec/README.md`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
