@@ -1095,6 +1095,13 @@ fn process_found(stderr: &str) -> bool {
     !stderr.contains("was not found within")
 }
 
+/// Whether the kernel reports `pid` as stopped (state `T` in `/proc/<pid>/stat`); read here rather
+/// than through the crate, so the runner stays independent of the implementation it checks.
+fn is_stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+}
+
 /// Checks ERR-1 first, the holder's pid on line 2, and the exit code.
 fn holder_named(port: u16, pid: u32, (status, out, err): &(ExitStatus, String, String), code: i32) -> Check {
     let lines: Vec<&str> = err.lines().collect();
@@ -1124,7 +1131,7 @@ fn run_holder_scenarios(subject: &Subject, report: &mut Report) {
         let live = holder_named(port, pid, &refused_with_probe(subject, port, probe_complete)?, 5).map(|w| format!("live holder: {w}"))?;
         holder.signal(Signal::SIGSTOP);
         let end = Instant::now() + DEADLINE;
-        while !gateway_lock::probe::is_stopped(pid) {
+        while !is_stopped(pid) {
             if Instant::now() >= end {
                 return Err(format!("the holder (pid {pid}) did not stop within {DEADLINE:?}"));
             }
@@ -1136,8 +1143,10 @@ fn run_holder_scenarios(subject: &Subject, report: &mut Report) {
         let took = start.elapsed();
         holder.signal(Signal::SIGCONT);
         let stopped = holder_named(port, pid, &answer, 3)?;
-        if !answer.2.lines().any(|l| l.starts_with("  holder did not answer GET /healthz within")) {
-            return Err(format!("SIGSTOPped holder: stderr {:?}, want a line `  holder did not answer GET /healthz within ...`", answer.2));
+        let said = |start: &str, has: &str| answer.2.lines().any(|l| l.starts_with(start) && l.contains(has));
+        if !said("  holder: pid ", ", stopped)") || !said("  holder did not answer GET /healthz within", "") {
+            let want = "`  holder: pid <pid> (uid <uid>, stopped): ...` and `  holder did not answer GET /healthz within ...`";
+            return Err(format!("SIGSTOPped holder: stderr {:?}, want lines {want}", answer.2));
         }
         Ok(format!("{live}; SIGSTOPped holder: {stopped}, did not answer (bounded: {took:.2?})"))
     })();
