@@ -66,11 +66,14 @@ fuzz-smoke seconds="15": fuzz-tool
     for t in {{fuzz_targets}}; do just fuzz "$t" {{seconds}}; done
 
 # Black-box conformance of an implementation against spec/ (one row per invariant ID).
-# TEMPLATE is a shell command with {port} (and optionally {host}); default: our own binary.
+# TEMPLATE is a shell command with {port} (and optionally {host}, {token}); default: our own binary.
+# CLAIMS: --token TOKEN (speaks spec/protocol.md), --names-holder (OPS-1), --timer-args 'ARGS'.
 # Example: just conformance 'node port.js --port {port}'
-conformance template="":
+#          just conformance 'node port.js --port {port} --token {token}' --token s3cret --names-holder
+[positional-arguments]
+conformance template="" *CLAIMS:
     cargo build --quiet --bin gateway --example conformance
-    target/debug/examples/conformance {{quote(template)}}
+    target/debug/examples/conformance "$@"
 
 # A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
 verify-smoke:
