@@ -285,4 +285,36 @@ mod tests {
             _ => unreachable!(),
         }
     }
+
+    proptest::proptest! {
+        /// DOOR-5: `--token` wins over `--token-file`, whichever comes first; with neither, a
+        /// token is generated after the bind (`TokenConfig::None`).
+        #[test]
+        fn door5_token_flag_wins_over_the_token_file(
+            token in proptest::option::of("[!-~]{1,16}"),
+            file in proptest::option::of("/[a-z]{1,8}"),
+            file_first in proptest::bool::ANY,
+        ) {
+            use crate::front_door::{Token, TokenConfig};
+            proptest::prop_assume!(std::env::var_os("GATEWAY_TOKEN").is_none() && std::env::var_os("GATEWAY_TOKEN_FILE").is_none());
+            let mut flags = Vec::new();
+            if let Some(t) = &token {
+                flags.push(format!("--token={t}"));
+            }
+            if let Some(f) = &file {
+                flags.push(format!("--token-file={f}"));
+            }
+            if file_first {
+                flags.reverse();
+            }
+            let args = ["gateway".to_string(), "run".to_string()].into_iter().chain(flags);
+            let Command::Run(run) = parse_from(args).unwrap().command else { unreachable!() };
+            let want = match (token, file) {
+                (Some(t), _) => TokenConfig::Value(Token::new(t)),
+                (None, Some(f)) => TokenConfig::File(f.into()),
+                (None, None) => TokenConfig::None,
+            };
+            proptest::prop_assert_eq!(run.token_config(), want);
+        }
+    }
 }

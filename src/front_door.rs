@@ -396,6 +396,61 @@ mod tests {
     }
 
     proptest! {
+        /// DOOR-1: for any token and any presented string, only the exact token matches (a
+        /// prefix, an extension or one changed byte never does).
+        #[test]
+        fn door1_only_the_exact_token_matches(token in ".{0,24}", presented in ".{0,24}", flip in any::<prop::sample::Index>()) {
+            let t = Token::new(token.clone());
+            prop_assert_eq!(t.matches(&presented), presented == token);
+            prop_assert!(t.matches(&token));
+            let longer = format!("{}x", token);
+            prop_assert!(!t.matches(&longer));
+            if !token.is_empty() {
+                let mut bytes = token.clone().into_bytes();
+                let at = flip.index(bytes.len());
+                bytes[at] ^= 0x01;
+                let changed = String::from_utf8_lossy(&bytes);
+                if changed != token.as_str() {
+                    prop_assert!(!t.matches(&changed));
+                }
+                prop_assert!(!t.matches(&token[..token.char_indices().last().unwrap().0]));
+            }
+        }
+
+        /// DOOR-2: a bind needs a token exactly when the address is not loopback (127.0.0.0/8,
+        /// `::1`, or IPv4-mapped 127.0.0.0/8), whatever the address.
+        #[test]
+        fn door2_a_token_is_needed_exactly_off_loopback(ip in any::<IpAddr>(), loopback_v4 in any::<[u8; 3]>(), configured in 0usize..3) {
+            let token = match configured {
+                0 => TokenConfig::None,
+                1 => TokenConfig::Value(Token::new("t")),
+                _ => TokenConfig::File("/t".into()),
+            };
+            let [a, b, c] = loopback_v4;
+            let v4_loop = std::net::Ipv4Addr::new(127, a, b, c);
+            for host in [ip, IpAddr::V4(v4_loop), IpAddr::V6(v4_loop.to_ipv6_mapped())] {
+                let is_loop = match host {
+                    IpAddr::V4(v4) => v4.octets()[0] == 127,
+                    IpAddr::V6(v6) => v6 == std::net::Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.octets()[0] == 127),
+                };
+                let refused = check_bind(host, &token).is_err();
+                prop_assert_eq!(refused, !is_loop && token == TokenConfig::None, "{}", host);
+            }
+        }
+
+        /// DOOR-5: a token file is read with surrounding whitespace ignored, whatever the token;
+        /// one holding only whitespace is an error, never an empty token.
+        #[test]
+        fn door5_token_file_is_read_trimmed(token in "[!-~]{1,40}", before in "[ \t\n]{0,3}", after in "[ \t\n\r]{0,3}") {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), format!("{before}{token}{after}")).unwrap();
+            let (read, source) = resolve_token(&TokenConfig::File(file.path().into()), 1).unwrap();
+            prop_assert!(read.matches(&token));
+            prop_assert_eq!(source, TokenSource::File(file.path().into()));
+            std::fs::write(file.path(), format!("{before}{after}")).unwrap();
+            let empty = matches!(resolve_token(&TokenConfig::File(file.path().into()), 1), Err(TokenError::Empty { .. }));
+            prop_assert!(empty);
+        }
         /// DOOR-4: limits hold under any sequence; a newcomer is refused only when every slot
         /// is authenticated; eviction takes the oldest unauthenticated connection.
         #[test]
