@@ -493,6 +493,20 @@ pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
     listener_in_tables(v4, || read_table(V6).unwrap_or_default(), addr).ok_or(Owner::NoListener)
 }
 
+/// Every listening TCP socket (IPv4 and IPv6) on `port`: from netlink `sock_diag` on Linux, else
+/// from `/proc/net/tcp{,6}`; `None` where neither can be read.
+pub fn listening_sockets(port: u16) -> Option<Vec<TcpRow>> {
+    #[cfg(target_os = "linux")]
+    if let (Some(mut v4), Some(v6)) = (sock_diag::listeners(libc::AF_INET, port), sock_diag::listeners(libc::AF_INET6, port)) {
+        v4.extend(v6);
+        return Some(v4);
+    }
+    let mut rows = read_table("/proc/net/tcp")?;
+    rows.extend(read_table("/proc/net/tcp6").unwrap_or_default());
+    rows.retain(|r| r.is_listening() && r.local.port() == port);
+    Some(rows)
+}
+
 /// [`find_listener`] over the rows of `/proc/net/tcp` then those of `/proc/net/tcp6` (`v6`, only
 /// called when its rows can change the answer: not for an IPv4 address already covered in `v4`).
 pub fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, addr: SocketAddr) -> Option<TcpRow> {
