@@ -1176,6 +1176,11 @@ fn not_applicable(id: &str, claims: &Claims) -> &'static str {
         "DOOR-5" => "needs the environment and token files, not only a command template",
         id if id.starts_with("LIFE-") => "in-process state machine; check with the port's own model tests",
         id if id.starts_with("FUZZ-") => "in-process parsers; fuzz the port's own parsers",
+        "OPS-8" => "a property of spec/model/gateway_ops.pml, checked by spin (`just model`)",
+        id if id.starts_with("OPS-") => {
+            "`status`, `stop`, `--wait`, `--replace`, profiles and NOTIFY_SOCKET are this binary's own command line; see tests/prop_*.rs"
+        }
+        id if id.starts_with("VER-") => "properties of `gateway verify` itself, not of the implementation under test",
         _ => "no black-box scenario for it",
     }
 }
