@@ -17,7 +17,8 @@
 //! - VER-3: once verify has exited, no process it started is left: none still carries the run's
 //!   marker in its environment, and none was left to be reaped by someone else (this test process
 //!   is a child subreaper, so an unreaped child of verify, dead or alive, becomes *its* child); every
-//!   start of the bad gateway recorded `RLIMIT_CORE` 0 0; the port is free;
+//!   start of the bad gateway recorded `RLIMIT_CORE` 0 0, although verify itself is started with
+//!   the soft limit raised to the hard one; the port is free;
 //! - VER-4: with the port held by a gateway (running or `SIGSTOP`ped), a foreign listener (with or
 //!   without `SO_REUSEPORT`, accepting or not) or the bad gateway, verify exits 3 at once with the
 //!   exact message, starts nothing, and the holder still listens and answers.
@@ -30,6 +31,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +39,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use gateway_lock::verify::{CyclePlan, Ending, Limits};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -260,6 +263,15 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     let reports = tempfile::tempdir().expect("report directory");
     let mut cmd = Command::new(gateway_bin());
     cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).env(MARKER, &marker).env("BAD_GATEWAY_REPORT_DIR", reports.path());
+    // Core dumps allowed as far as this process may allow them, so that only verify itself can
+    // forbid them to its children (VER-3).
+    // SAFETY: between fork and exec only async-signal-safe calls (getrlimit, setrlimit).
+    unsafe {
+        cmd.pre_exec(|| {
+            let (_, hard) = getrlimit(Resource::RLIMIT_CORE)?;
+            setrlimit(Resource::RLIMIT_CORE, hard, hard).map_err(std::io::Error::from)
+        });
+    }
     let (status, stdout, stderr) = run_cmd_within(cmd, RUN_DEADLINE);
     let leftovers = leftovers(&format!("{MARKER}={marker}"), known);
     // Complete reports only: a start killed while writing leaves a `.PID` file behind.
@@ -323,11 +335,8 @@ fn summary(stdout: &str) -> Result<Value, TestCaseError> {
     serde_json::from_str(stdout.trim()).map_err(|e| TestCaseError::fail(format!("not one JSON object ({e}): {stdout:?}")))
 }
 
-/// VER-1, VER-2, VER-3: one verify run of `subject` with `p`, checked against the schedule.
-fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
-    let serial = serial();
-    let plans = plans(p);
-    let port = p.explicit_port.then(free_port);
+/// The command line (`verify --json …`) and environment of a run of `subject` with `p`.
+fn verify_args(subject: &Subject, p: &Params, port: Option<u16>) -> (Vec<String>, Vec<(&'static str, String)>) {
     let mut args: Vec<String> = ["verify", "--json", "--seed", &p.seed.to_string(), "--cycles", &p.cycles.to_string()]
         .into_iter()
         .chain(["--max-burst", &p.max_burst.to_string(), "--max-clients", &p.max_clients.to_string()])
@@ -341,6 +350,15 @@ fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
     if let Some(port) = port {
         args.extend(["--port".to_string(), port.to_string()]);
     }
+    (args, env)
+}
+
+/// VER-1, VER-2, VER-3: one verify run of `subject` with `p`, checked against the schedule.
+fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
+    let serial = serial();
+    let plans = plans(p);
+    let port = p.explicit_port.then(free_port);
+    let (args, env) = verify_args(subject, p, port);
     let out = run_verify(&serial, &args, &env, &[]);
     let seen = format!("{subject:?} {p:?}\nexit {:?}\nstdout {}\nstderr {}", out.code, out.stdout, out.stderr);
 
@@ -550,16 +568,7 @@ proptest! {
         ]).prop_flat_map(run_of)
     ) {
         let serial = serial();
-        let mut args: Vec<String> = ["verify", "--json", "--seed", &p.seed.to_string(), "--cycles", &p.cycles.to_string()]
-            .into_iter()
-            .chain(["--max-burst", &p.max_burst.to_string(), "--max-clients", &p.max_clients.to_string()])
-            .map(String::from)
-            .collect();
-        let mut env = Vec::new();
-        if let Subject::Bad(defects) = &subject {
-            args.extend(["--exe".to_string(), bad_gateway_bin().display().to_string()]);
-            env.push(("BAD_GATEWAY", defects.iter().map(|d| d.name()).collect::<Vec<_>>().join(",")));
-        }
+        let (args, env) = verify_args(&subject, &p, None);
         let first = run_verify(&serial, &args, &env, &[]);
         let seen = format!("{subject:?} {p:?}\nexit {:?}\nstdout {}\nstderr {}", first.code, first.stdout, first.stderr);
         prop_assert!(first.leftovers.is_empty(), "VER-3: {:?}\n{}", first.leftovers, seen);
