@@ -250,6 +250,8 @@ struct Outcome {
     stderr: String,
     /// The `RLIMIT_CORE` (`soft hard`) every start of the bad gateway recorded.
     starts: Vec<String>,
+    /// Core files written in verify's working directory (a relative `core_pattern`).
+    cores: Vec<String>,
     /// Processes of the run still there after it exited (killed and reaped since).
     leftovers: Vec<String>,
 }
@@ -262,7 +264,12 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     let marker = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
     let reports = tempfile::tempdir().expect("report directory");
     let mut cmd = Command::new(gateway_bin());
-    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).env(MARKER, &marker).env("BAD_GATEWAY_REPORT_DIR", reports.path());
+    // Run in the report directory: a core file (`core_pattern` is often relative) lands there.
+    cmd.current_dir(reports.path())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env(MARKER, &marker)
+        .env("BAD_GATEWAY_REPORT_DIR", reports.path());
     // Core dumps allowed as far as this process may allow them, so that only verify itself can
     // forbid them to its children (VER-3).
     // SAFETY: between fork and exec only async-signal-safe calls (getrlimit, setrlimit).
@@ -274,14 +281,18 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     }
     let (status, stdout, stderr) = run_cmd_within(cmd, RUN_DEADLINE);
     let leftovers = leftovers(&format!("{MARKER}={marker}"), known);
-    // Complete reports only: a start killed while writing leaves a `.PID` file behind.
-    let starts = std::fs::read_dir(reports.path())
-        .expect("read the report directory")
-        .map(|e| e.expect("report entry").path())
-        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.')))
-        .map(|path| std::fs::read_to_string(path).unwrap_or_default().trim().to_string())
-        .collect();
-    Outcome { code: status.code(), stdout, stderr, starts, leftovers }
+    // Complete reports only (`PID`): a start killed while writing leaves a `.PID` file behind.
+    let (mut starts, mut cores) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(reports.path()).expect("read the report directory") {
+        let path = entry.expect("report entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            starts.push(std::fs::read_to_string(&path).unwrap_or_default().trim().to_string());
+        } else if name.starts_with("core") {
+            cores.push(name);
+        }
+    }
+    Outcome { code: status.code(), stdout, stderr, starts, cores, leftovers }
 }
 
 /// The processes that carry `marker_kv` in their environment, or that are children of this
@@ -364,6 +375,7 @@ fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
 
     // VER-3: nothing left behind, no core dumps allowed, the port free.
     prop_assert!(out.leftovers.is_empty(), "VER-3: processes left behind: {:?}\n{seen}", out.leftovers);
+    prop_assert!(out.cores.is_empty(), "VER-3: core files written: {:?}\n{}", out.cores, seen);
     for limit in &out.starts {
         prop_assert_eq!(limit.as_str(), "0 0", "VER-3: a start ran with RLIMIT_CORE {}\n{}", limit, seen);
     }
