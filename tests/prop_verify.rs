@@ -18,7 +18,8 @@
 //!   marker in its environment, and none was left to be reaped by someone else (this test process
 //!   is a child subreaper, so an unreaped child of verify, dead or alive, becomes *its* child); every
 //!   start of the bad gateway recorded `RLIMIT_CORE` 0 0, although verify itself is started with
-//!   the soft limit raised to the hard one; the port is free;
+//!   the soft limit raised to the hard one, and no core file appeared; the private state directory
+//!   of its gateways is gone; the port is free;
 //! - VER-4: with the port held by a gateway (running or `SIGSTOP`ped), a foreign listener (with or
 //!   without `SO_REUSEPORT`, accepting or not) or the bad gateway, verify exits 3 at once with the
 //!   exact message, starts nothing, and the holder still listens and answers.
@@ -250,8 +251,9 @@ struct Outcome {
     stderr: String,
     /// The `RLIMIT_CORE` (`soft hard`) every start of the bad gateway recorded.
     starts: Vec<String>,
-    /// Core files written in verify's working directory (a relative `core_pattern`).
-    cores: Vec<String>,
+    /// What verify left in its working and temporary directory: core files (a relative
+    /// `core_pattern`), the private state directory of its gateways.
+    remains: Vec<String>,
     /// Processes of the run still there after it exited (killed and reaped since).
     leftovers: Vec<String>,
 }
@@ -264,8 +266,10 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     let marker = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
     let reports = tempfile::tempdir().expect("report directory");
     let mut cmd = Command::new(gateway_bin());
-    // Run in the report directory: a core file (`core_pattern` is often relative) lands there.
+    // Run in the report directory: a core file (`core_pattern` is often relative) lands there; and
+    // with it as the temporary directory, where verify makes the private state directory of its gateways.
     cmd.current_dir(reports.path())
+        .env("TMPDIR", reports.path())
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(MARKER, &marker)
@@ -282,17 +286,17 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     let (status, stdout, stderr) = run_cmd_within(cmd, RUN_DEADLINE);
     let leftovers = leftovers(&format!("{MARKER}={marker}"), known);
     // Complete reports only (`PID`): a start killed while writing leaves a `.PID` file behind.
-    let (mut starts, mut cores) = (Vec::new(), Vec::new());
+    let (mut starts, mut remains) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(reports.path()).expect("read the report directory") {
         let path = entry.expect("report entry").path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if name.bytes().all(|b| b.is_ascii_digit()) {
             starts.push(std::fs::read_to_string(&path).unwrap_or_default().trim().to_string());
-        } else if name.starts_with("core") {
-            cores.push(name);
+        } else if name.starts_with("core") || name.starts_with("gateway-verify-") {
+            remains.push(name);
         }
     }
-    Outcome { code: status.code(), stdout, stderr, starts, cores, leftovers }
+    Outcome { code: status.code(), stdout, stderr, starts, remains, leftovers }
 }
 
 /// The processes that carry `marker_kv` in their environment, or that are children of this
@@ -375,7 +379,7 @@ fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
 
     // VER-3: nothing left behind, no core dumps allowed, the port free.
     prop_assert!(out.leftovers.is_empty(), "VER-3: processes left behind: {:?}\n{seen}", out.leftovers);
-    prop_assert!(out.cores.is_empty(), "VER-3: core files written: {:?}\n{}", out.cores, seen);
+    prop_assert!(out.remains.is_empty(), "VER-3: files left behind: {:?}\n{}", out.remains, seen);
     for limit in &out.starts {
         prop_assert_eq!(limit.as_str(), "0 0", "VER-3: a start ran with RLIMIT_CORE {}\n{}", limit, seen);
     }
@@ -644,6 +648,7 @@ proptest! {
         prop_assert!(out.stdout.is_empty(), "{}", seen);
         prop_assert!(out.starts.is_empty(), "VER-4: verify started {} process(es)\n{}", out.starts.len(), seen);
         prop_assert!(out.leftovers.is_empty(), "VER-4: processes of the run: {:?}\n{}", out.leftovers, seen);
+        prop_assert!(out.remains.is_empty(), "VER-4: files of the run: {:?}\n{}", out.remains, seen);
 
         // The holder is untouched: alive, still listening, a gateway still answering as itself.
         if let Some(process) = held.process.as_mut() {
