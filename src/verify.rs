@@ -977,6 +977,35 @@ mod tests {
         assert_ne!(plans(42, 200, &LIMITS), plans(43, 200, &LIMITS));
     }
 
+    proptest::proptest! {
+        /// VER-2: the schedule is a function of the seed and the limits alone: drawn again it is the
+        /// same, and how many cycles run (`--cycles`, `--duration`) changes none of the first ones;
+        /// every plan stays within the limits.
+        #[test]
+        fn ver2_schedule_is_a_function_of_the_seed_and_limits(
+            seed in proptest::prelude::any::<u64>(),
+            max_burst in 1usize..=16,
+            max_clients in 0usize..=16,
+            cycles in 1usize..40,
+            more in 0usize..40,
+        ) {
+            let limits = Limits { max_burst, max_clients };
+            let longer = plans(seed, cycles + more, &limits);
+            proptest::prop_assert_eq!(&plans(seed, cycles + more, &limits), &longer);
+            proptest::prop_assert_eq!(&plans(seed, cycles, &limits)[..], &longer[..cycles]);
+            for plan in &longer {
+                proptest::prop_assert!((1..=max_burst).contains(&plan.burst) && plan.held_burst <= max_burst, "{:?}", plan);
+                proptest::prop_assert!(plan.clients <= max_clients, "{:?}", plan);
+                if let Ending::Race { contenders, .. } = plan.ending {
+                    proptest::prop_assert!((1..=max_burst).contains(&contenders), "{:?}", plan);
+                }
+                if let Some(m) = plan.mid_start {
+                    proptest::prop_assert!(m.jitter_us < 3_000, "{:?}", plan);
+                }
+            }
+        }
+    }
+
     /// The plans stay within the limits and reach every kind of fault.
     #[test]
     fn plans_respect_limits_and_cover_every_fault() {
