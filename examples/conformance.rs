@@ -184,13 +184,11 @@ impl Subject {
     }
 }
 
-/// `word` as one shell word: unchanged if it needs no quoting, else single-quoted.
+/// `word` quoted for `sh` (as is when it needs no quoting).
 fn shell_quoted(word: &str) -> String {
-    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/=+@%".contains(c)) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
+    // No argument can carry a NUL; drop it rather than fail.
+    let word = word.replace('\0', "");
+    shlex::try_quote(&word).map(|q| q.into_owned()).unwrap_or(word)
 }
 
 /// Checks a started contender is refused with ERR-1.

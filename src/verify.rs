@@ -494,7 +494,11 @@ pub fn run(args: &VerifyArgs) -> Result<bool, VerifyError> {
             tally.cycles, args.max_burst, args.max_clients
         );
         if let Some(exe) = &args.exe {
-            again.push_str(&format!(" --exe {}", exe.display()));
+            let exe = exe.to_string_lossy();
+            again.push_str(&format!(" --exe {}", shlex::try_quote(&exe).unwrap_or(exe.clone())));
+        }
+        if args.json {
+            again.push_str(" --json");
         }
         eprintln!("gateway verify: {} violation(s); reproduce the schedule with: {again}", tally.violation_count());
     }

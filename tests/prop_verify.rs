@@ -416,8 +416,10 @@ fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
             p.seed, p.cycles, p.max_burst, p.max_clients
         );
         if matches!(subject, Subject::Bad(_)) {
-            replay.push_str(&format!(" --exe {}", bad_gateway_bin().display()));
+            let exe = bad_gateway_bin().display().to_string();
+            replay.push_str(&format!(" --exe {}", shlex::try_quote(&exe).unwrap()));
         }
+        replay.push_str(" --json");
         prop_assert_eq!(lines.pop(), Some(replay.as_str()), "VER-2: the replay line\n{}", seen);
         let printed: Vec<String> = reported
             .iter()
@@ -597,7 +599,8 @@ proptest! {
             let Some((_, command)) = line.split_once("reproduce the schedule with: gateway ") else {
                 return Err(TestCaseError::fail(format!("VER-2: no replay line\n{seen}")));
             };
-            command.split_whitespace().map(String::from).chain(["--json".to_string()]).collect()
+            // A shell command line (the `--exe` path quoted if need be); it keeps `--json`.
+            shlex::split(command).ok_or_else(|| TestCaseError::fail(format!("VER-2: replay line is not a shell command\n{seen}")))?
         };
         let second = run_verify(&serial, &again, &env, &[]);
         let seen = format!("{seen}\nreplayed with {again:?}: exit {:?}\nstdout {}\nstderr {}", second.code, second.stdout, second.stderr);
