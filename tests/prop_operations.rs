@@ -347,7 +347,7 @@ impl Drop for Waiter {
 /// A spawned `gateway run` whose outcome is not known yet; killed (continued first) if dropped unsettled.
 struct Spawned {
     child: Option<Child>,
-    first_line: Receiver<(usize, String)>,
+    first_line: Receiver<FirstLine>,
 }
 
 impl Drop for Spawned {
@@ -358,10 +358,13 @@ impl Drop for Spawned {
     }
 }
 
+/// A process's first stdout line (empty: it ended without one), tagged with who wrote it.
+type FirstLine = (usize, String);
+
 /// Reads `stdout`'s first line on a thread of its own and sends it (empty at the end of the stream)
 /// tagged with `id`; then reads on until the end (keeping the pipe open) and sends whatever else
 /// comes, which CLI-1 forbids (nothing but the ready line is ever written on stdout).
-fn forward_first_line(stdout: ChildStdout, id: usize, tx: Sender<(usize, String)>) {
+fn forward_first_line(stdout: ChildStdout, id: usize, tx: Sender<FirstLine>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
@@ -390,7 +393,7 @@ struct System {
     /// The waiters of each port.
     waiters: Vec<Vec<Waiter>>,
     /// Each port's channel of waiters' first stdout lines: (waiter id, line).
-    lines: Vec<(Sender<(usize, String)>, Receiver<(usize, String)>)>,
+    lines: Vec<(Sender<FirstLine>, Receiver<FirstLine>)>,
     next_waiter: usize,
     /// The model before the step being applied (`apply` is given the model after it).
     before: Model,
