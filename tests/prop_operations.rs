@@ -443,6 +443,14 @@ fn proc_state(pid: u32) -> Option<char> {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(gateway_lock::probe::stat_state)
 }
 
+/// Whether `SIGTERM` is pending for the (stopped) process `pid`: the shared pending mask of
+/// `/proc/<pid>/status` (a signal sent to a stopped process waits there until `SIGCONT`).
+fn term_pending(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status.lines().find_map(|l| l.strip_prefix("ShdPnd:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    mask.is_some_and(|m| m & (1 << (Signal::SIGTERM as u64 - 1)) != 0)
+}
+
 impl System {
     fn instance(&mut self, id: usize) -> &mut Instance {
         self.instances[id].as_mut().unwrap_or_else(|| panic!("instance {id} is gone"))
@@ -794,6 +802,9 @@ impl StateMachineTest for Operations {
                         assert_eq!(body["profile"], profile, "OPS-6: instance {id}'s profile: {body}");
                     } else {
                         assert_eq!(state, Some('T'), "instance {id} (pid {pid}) should be stopped");
+                        // OPS-3, OPS-5: nothing but the test's own `SIGTERM` ever signals a stopped gateway.
+                        let pending = life == (Life::Stopped { exit_on_cont: true });
+                        assert_eq!(term_pending(pid), pending, "OPS-3/OPS-5: SIGTERM pending for stopped instance {id} (pid {pid})");
                     }
                 }
             }
