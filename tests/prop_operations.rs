@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use common::{gateway_cmd, held_message, http_get, json_body, run_cmd_to_exit, wait_with_deadline, DEADLINE};
+use common::{gateway_cmd, held_message, http_get, json_body, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
@@ -58,6 +58,8 @@ use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMac
 const DEFAULT_CASES: u32 = 16;
 /// The profile names of a case (few, so that they collide).
 const PROFILES: [&str; 2] = ["alpha", "beta"];
+/// Most WebSocket clients of one instance.
+const MAX_CLIENTS: usize = 2;
 /// Most `--wait` processes waiting on one port at once.
 const MAX_WAITERS: usize = 3;
 /// The bound of every waiter's `--wait`: far longer than a case, so a waiter never gives up.
@@ -104,6 +106,9 @@ enum Op {
     Foreign { port: usize },
     /// The test's own listener on P closes.
     ForeignClose { port: usize },
+    /// A WebSocket client of instance `inst` that never reads: a graceful shutdown then drains for
+    /// its whole grace period, so `stop` and `--replace` really have to wait for the release.
+    Connect { inst: usize },
 }
 
 /// Where an instance is in its life, as the model sees it.
@@ -122,6 +127,7 @@ struct Inst {
     port: usize,
     life: Life,
     profile: Option<usize>,
+    clients: usize,
 }
 
 /// The reference model.
@@ -162,13 +168,13 @@ impl Model {
                 return;
             }
         }
-        self.instances.push(Inst { port, life: Life::Alive, profile });
+        self.instances.push(Inst { port, life: Life::Alive, profile, clients: 0 });
     }
     /// `port` was just released: a waiter, if any, takes it.
     fn release(&mut self, port: usize) {
         if self.waiters[port] > 0 {
             self.waiters[port] -= 1;
-            self.instances.push(Inst { port, life: Life::Alive, profile: None });
+            self.instances.push(Inst { port, life: Life::Alive, profile: None, clients: 0 });
         }
     }
 }
@@ -214,7 +220,8 @@ impl ReferenceStateMachine for Reference {
         }
         if !present.is_empty() {
             let sig = prop_oneof![Just(Sig::Kill), Just(Sig::Term), Just(Sig::Stop), Just(Sig::Cont)];
-            options.push((5, (select(present), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig }).boxed()));
+            options.push((5, (select(present.clone()), sig).prop_map(|(inst, sig)| Op::Signal { inst, sig }).boxed()));
+            options.push((1, select(present).prop_map(|inst| Op::Connect { inst }).boxed()));
         }
         Union::new_weighted(options).boxed()
     }
@@ -233,6 +240,7 @@ impl ReferenceStateMachine for Reference {
             Op::Signal { inst, .. } => state.instances.get(inst).is_some_and(|i| i.life != Life::Gone),
             Op::Foreign { port } => port < state.ports && !state.held(port),
             Op::ForeignClose { port } => port < state.ports && state.foreign[port],
+            Op::Connect { inst } => state.instances.get(inst).is_some_and(|i| i.life == Life::Alive && i.clients < MAX_CLIENTS),
         }
     }
 
@@ -287,6 +295,7 @@ impl ReferenceStateMachine for Reference {
                 state.foreign[port] = false;
                 state.release(port);
             }
+            Op::Connect { inst } => state.instances[inst].clients += 1,
         }
         state
     }
@@ -297,6 +306,8 @@ struct Instance {
     child: Child,
     /// Kept open (unread: the gateway writes a line or two at `warn`) so writes never fail.
     _stderr: Option<ChildStderr>,
+    /// WebSocket clients that never read (dropped with the instance).
+    clients: Vec<Ws>,
 }
 
 impl Instance {
@@ -498,7 +509,7 @@ impl System {
         if !line.is_empty() {
             assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1/LOCK-3: the ready line");
             let stderr = child.stderr.take();
-            return Outcome::Ready(Instance { child, _stderr: stderr });
+            return Outcome::Ready(Instance { child, _stderr: stderr, clients: Vec::new() });
         }
         let Some(status) = wait_with_deadline(&mut child, DEADLINE) else {
             end(&mut child);
@@ -541,7 +552,7 @@ impl System {
         assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "OPS-4/CLI-1: the waiter's ready line");
         assert_eq!(self.instances.len(), id, "instance ids follow the model");
         let child = waiter.child.take().unwrap();
-        self.instances.push(Some(Instance { child, _stderr: waiter.stderr.take() }));
+        self.instances.push(Some(Instance { child, _stderr: waiter.stderr.take(), clients: Vec::new() }));
     }
 
     /// Records instances the model created in this step from waiters that took `port`.
@@ -659,6 +670,13 @@ impl StateMachineTest for Operations {
                         assert_eq!(status.code(), Some(0), "OPS-3: stop of live gateway pid {pid} (attempt {attempt}); stderr: {err}");
                         let prefix = format!("stopped gateway pid {pid} on {url}: port released after ");
                         assert!(out.starts_with(&prefix) && out.ends_with(" ms\n"), "OPS-3: stop's report: {out:?}");
+                        // OPS-3: "stopped" means the port is released now (a waiter may hold it already).
+                        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p));
+                        let owner = gateway_lock::probe::find_owner(addr, Instant::now() + DEADLINE);
+                        assert!(
+                            !matches!(&owner, gateway_lock::probe::Owner::Found(o) if o.pid == pid),
+                            "OPS-3: stop exited 0, yet pid {pid} still listens on port {p}"
+                        );
                         break;
                     }
                     sys.reap(h, true);
@@ -755,6 +773,10 @@ impl StateMachineTest for Operations {
                 sys.foreign[port] = None;
                 sys.waiters_take(model, port);
             }
+            Op::Connect { inst: id } => {
+                let ws = ws_connect(SocketAddr::from((Ipv4Addr::LOCALHOST, sys.ports[model.instances[id].port])));
+                sys.instance(id).clients.push(ws);
+            }
         }
         assert_eq!(sys.instances.len(), model.instances.len(), "instances follow the model after {op:?}");
         sys.before = model.clone();
@@ -789,6 +811,7 @@ impl StateMachineTest for Operations {
                 Life::Gone => assert!(real.is_none(), "instance {id} should be gone"),
                 life => {
                     let real = real.unwrap_or_else(|| panic!("instance {id} missing"));
+                    assert_eq!(real.clients.len(), inst.clients, "clients of instance {id}");
                     let pid = real.child.id();
                     let state = proc_state(pid);
                     if life == Life::Alive {
