@@ -1,5 +1,8 @@
 //! The spec and the tests name each other: every invariant in `spec/` names at least one test,
-//! and every test it names exists (with its ID in its name or doc comment).
+//! and every test it names exists (with its ID in its name or doc comment); and every invariant
+//! names at least one test in the suites that race and kill real processes or explore every
+//! input or interleaving (issue 3): a proptest, a loom model, a fuzz target, a row the
+//! conformance runner really checks, or the spin model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,6 +10,19 @@ use std::path::Path;
 /// Invariant ID → the `file::test` references listed under it, from every spec file with
 /// `### ID — title` headings.
 fn invariants() -> BTreeMap<String, Vec<String>> {
+    sections().into_iter().map(|(id, text)| (id, references(&text))).collect()
+}
+
+/// The `file::test` (or script, or fuzz target) references in a section's text.
+fn references(text: &str) -> Vec<String> {
+    let is_test = |r: &&str| {
+        (r.contains("::") && r.contains(".rs")) || r.ends_with(".sh") || r.ends_with(".py") || r.starts_with("fuzz/fuzz_targets/")
+    };
+    text.split('`').skip(1).step_by(2).filter(is_test).map(str::to_string).collect()
+}
+
+/// Invariant ID → the text under its `### ID — title` heading, from every spec file.
+fn sections() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(root.join("spec")).unwrap() {
@@ -20,7 +36,7 @@ fn invariants() -> BTreeMap<String, Vec<String>> {
             if let Some(rest) = line.strip_prefix("### ") {
                 current = rest.split_whitespace().next().filter(|id| id.contains('-')).map(str::to_string);
                 if let Some(id) = &current {
-                    assert!(out.insert(id.clone(), Vec::new()).is_none(), "{id} is defined twice");
+                    assert!(out.insert(id.clone(), String::new()).is_none(), "{id} is defined twice");
                 }
                 continue;
             }
@@ -28,15 +44,9 @@ fn invariants() -> BTreeMap<String, Vec<String>> {
                 current = None;
             }
             if let Some(id) = &current {
-                let is_test = |r: &&str| {
-                    (r.contains("::") && r.contains(".rs"))
-                        || r.ends_with(".sh")
-                        || r.ends_with(".py")
-                        || r.starts_with("fuzz/fuzz_targets/")
-                };
-                for reference in line.split('`').skip(1).step_by(2).filter(is_test) {
-                    out.get_mut(id).unwrap().push(reference.to_string());
-                }
+                let text: &mut String = out.get_mut(id).unwrap();
+                text.push_str(line);
+                text.push('\n');
             }
         }
     }
@@ -71,4 +81,62 @@ fn every_invariant_names_existing_tests() {
             }
         }
     }
+}
+
+/// Whether `reference` (a `file::test`, script or fuzz target named by the spec) is a test of one
+/// of the suites of issue 3 that would fail if the invariant broke: a proptest state machine over
+/// real processes (`tests/prop_*.rs`), a proptest in the crate (a `proptest!` test: its
+/// parameters are `x in strategy`), a loom model (`tests/loom_*.rs`), a fuzz target, or the spin
+/// model of the operations protocol (`spec/model/check.sh`).
+fn is_suite_test(root: &Path, reference: &str) -> bool {
+    let Some((file, path)) = reference.split_once("::") else {
+        return reference.starts_with("fuzz/fuzz_targets/") || reference == "spec/model/check.sh";
+    };
+    if (file.starts_with("tests/prop_") || file.starts_with("tests/loom_")) && file.ends_with(".rs") {
+        return true;
+    }
+    let name = path.rsplit("::").next().unwrap();
+    let text = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+    text.find(&format!("fn {name}(")).is_some_and(|at| text[at..].split(')').next().unwrap_or("").contains(" in "))
+}
+
+/// The IDs whose rows the conformance runner checks (`report.check("ID", ...)` or a passing
+/// `report.record("ID", Verdict::Pass, ...)`), as opposed to rows it reports as not applicable.
+fn conformance_rows(root: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(root.join("examples/conformance.rs")).unwrap();
+    let mut rows = Vec::new();
+    for call in ["report.check(", "report.record("] {
+        for (at, _) in text.match_indices(call) {
+            let Some(args) = text[at + call.len()..].trim_start().strip_prefix('"') else {
+                continue; // an ID held in a variable: such rows are named by literal elsewhere
+            };
+            let id = args.split('"').next().unwrap_or_default();
+            let passes = call.contains("check") || args.split(')').next().is_some_and(|a| a.contains("Verdict::Pass"));
+            if passes && id.contains('-') {
+                rows.push(id.to_string());
+            }
+        }
+    }
+    rows
+}
+
+/// Issue 3's "done when": every invariant names at least one test in the racing, model, fuzz or
+/// conformance suites (a row the runner really checks: `examples/conformance.rs` row ID).
+#[test]
+fn every_invariant_names_a_test_in_the_property_model_fuzz_or_conformance_suites() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rows = conformance_rows(root);
+    assert!(rows.len() >= 15, "found only {} conformance rows: {rows:?}", rows.len());
+    let mut missing = Vec::new();
+    for (id, text) in sections() {
+        let row = format!("`examples/conformance.rs` row {id}");
+        let named_row = text.contains(&row);
+        if named_row {
+            assert!(rows.contains(&id), "{id} names {row}, but the runner does not check a row {id}");
+        }
+        if !named_row && !references(&text).iter().any(|r| is_suite_test(root, r)) {
+            missing.push(id);
+        }
+    }
+    assert!(missing.is_empty(), "these invariants name no proptest, loom, fuzz, model or conformance test: {missing:?}");
 }
