@@ -4,11 +4,12 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -119,17 +120,35 @@ pub fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> SocketAddr {
         .expect("address in ready line")
 }
 
-/// Reads one line, failing the test if none arrives before `deadline`.
-pub fn read_line_with_deadline<R: Read + Send>(reader: &mut BufReader<R>, deadline: Duration) -> String {
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        s.spawn(move || {
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        rx.recv_timeout(deadline).expect("no line before the deadline")
-    })
+/// Reads one line, failing the test if none arrives before `deadline` (an empty string at end of
+/// file). Waits with `poll(2)` on the pipe, so a process that never writes cannot hang the test.
+pub fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadline: Duration) -> String {
+    let end = Instant::now() + deadline;
+    let mut line = Vec::new();
+    loop {
+        let buffered = reader.buffer();
+        if let Some(at) = buffered.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buffered[..=at]);
+            reader.consume(at + 1);
+            break;
+        }
+        line.extend_from_slice(buffered);
+        let taken = buffered.len();
+        reader.consume(taken);
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no line before the deadline (so far {:?})", String::from_utf8_lossy(&line));
+        let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(err) => panic!("poll: {err}"),
+        }
+        // Readable (or hung up): one read, which does not block; empty at end of file.
+        if reader.fill_buf().expect("read").is_empty() {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// Waits for `child` to exit, or returns None at the deadline.
@@ -493,4 +512,13 @@ pub fn example_bin(name: &str) -> PathBuf {
     let status = cargo.status().expect("run cargo build --example");
     assert!(status.success(), "cargo build --example {name} failed");
     path
+}
+
+/// LOCK-1: listening sockets on 127.0.0.1:`port` or a wildcard covering it (IPv4 or IPv6), as the
+/// kernel lists them (netlink `sock_diag`; reading `/proc/net/tcp` instead walks every connection
+/// of the host, which the thousands of `TIME_WAIT` sockets of a long run make slow).
+pub fn listeners_on(port: u16) -> usize {
+    let wanted = SocketAddr::from(([127, 0, 0, 1], port));
+    let rows = gateway_lock::probe::listening_sockets(port).expect("the kernel's socket table");
+    rows.iter().filter(|r| gateway_lock::probe::covers(r.local, wanted)).count()
 }
