@@ -9,7 +9,7 @@
 //! test holds and which profiles' state directories exist. Random sequences of [`Op`]s drive
 //! both, and after every step the real system is checked against the model:
 //!
-//! - listeners per port from `/proc/net/tcp` (at most one; exactly one while the model says
+//! - listeners per port as the kernel lists them (at most one; exactly one while the model says
 //!   held), and every alive instance answers `/healthz` with its own pid and profile;
 //! - OPS-3: `stop` ends a live gateway of this user gracefully (exit 0 once the old holder no
 //!   longer listens, also while WebSocket clients that never read keep it draining; the holder
@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use common::{gateway_cmd, held_message, http_get, json_body, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
+use common::{gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
@@ -445,20 +445,6 @@ fn assert_refused(code: Option<i32>, stderr: &str, port: u16, live_gateway: bool
     assert_eq!(stderr.lines().next(), Some(expected.as_str()), "ERR-1: first stderr line (whole stderr: {stderr:?})");
     let live_code = if live_gateway { Some(5) } else { None };
     assert!(code == Some(3) || code == live_code, "ERR-1/OPS-1: exit code {code:?}, want 3 (or 5 for a live gateway); stderr: {stderr}");
-}
-
-/// LOCK-1: listening sockets on 127.0.0.1:`port` or *:`port`, from `/proc/net/tcp`.
-fn listeners_on(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let (local, any) = (format!("0100007F:{port:04X}"), format!("00000000:{port:04X}"));
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            cols.len() > 3 && (cols[1] == local || cols[1] == any) && cols[3] == "0A"
-        })
-        .count()
 }
 
 /// The kernel's state letter of `pid` (`Z` for an exited, unreaped child).

@@ -50,7 +50,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    gateway_bin, held_message, helper_bin, http_get, read_line_with_deadline, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE,
+    gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, wait_with_deadline,
+    ws_connect, Ws, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -530,15 +531,6 @@ fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16, hold
         }
         Holding::Free => unreachable!("refused on a free port"),
     }
-}
-
-/// LOCK-1: listening sockets on 127.0.0.1:`port` or *:`port` (IPv4 or IPv6), as the kernel lists
-/// them (netlink `sock_diag`: reading `/proc/net/tcp` walks every connection of the host, which
-/// the thousands of `TIME_WAIT` sockets of a long run make slow).
-fn listeners_on(port: u16) -> usize {
-    let wanted = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let rows = gateway_lock::probe::listening_sockets(port).expect("the kernel's socket table");
-    rows.iter().filter(|r| gateway_lock::probe::covers(r.local, wanted)).count()
 }
 
 /// Waits (bounded) until the kernel reports `pid` as stopped (`want`) or running again.
