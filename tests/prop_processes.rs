@@ -470,23 +470,23 @@ fn expect_notification(socket: &UnixDatagram, state: &str) {
 
 /// Waits (bounded) for the ready line or the exit of a contender.
 fn settle(mut contender: Contender, port: u16) -> Outcome {
-    let mut child = contender.0.take().unwrap();
+    // The child stays in `contender` (killed if dropped) until it is an `Instance` or has exited,
+    // so a failed check below leaves no process behind.
+    let child = contender.0.as_mut().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
     if !line.is_empty() {
+        let mut child = contender.0.take().unwrap();
+        let stderr = child.stderr.take();
+        let notify = Some(contender.1.try_clone().unwrap());
+        let instance = Instance { child, port, stdin: None, stdout, _stderr: stderr, notify, clients: Vec::new() };
         assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1: the ready line");
         // OPS-7: readiness is announced once the port is held.
         expect_notification(&contender.1, "READY=1");
-        let stderr = child.stderr.take();
-        let notify = Some(contender.1.try_clone().unwrap());
-        return Outcome::Ready(Instance { child, port, stdin: None, stdout, _stderr: stderr, notify, clients: Vec::new() });
+        return Outcome::Ready(instance);
     }
-    let status = wait_with_deadline(&mut child, DEADLINE);
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}");
-    };
+    let status = wait_with_deadline(child, DEADLINE)
+        .unwrap_or_else(|| panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}"));
     let (mut out, mut err) = (String::new(), String::new());
     stdout.read_to_string(&mut out).unwrap();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
@@ -691,10 +691,11 @@ impl StateMachineTest for Processes {
                     .stderr(Stdio::null())
                     .spawn()
                     .expect("spawn crash_helper");
-                let mut stdout = BufReader::new(child.stdout.take().unwrap());
+                let stdout = BufReader::new(child.stdout.take().unwrap());
                 let stdin = child.stdin.take();
-                let line = read_line_with_deadline(&mut stdout, DEADLINE);
-                let inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
+                // An `Instance` from the start: killed when dropped, also if a check fails.
+                let mut inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
+                let line = read_line_with_deadline(&mut inst.stdout, DEADLINE);
                 assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "the helper's ready line on free port {p}");
                 sys.instances.push(Some(inst));
             }
