@@ -852,8 +852,8 @@ impl StateMachineTest for Operations {
 
 fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
-    // Bounded shrinking: each shrink step re-runs real processes.
-    Config { cases, max_shrink_iters: 400, ..Config::default() }
+    // Bounded shrinking (in steps and in time): each shrink step re-runs real processes.
+    Config { cases, max_shrink_iters: 400, max_shrink_time: 120_000, ..Config::default() }
 }
 
 prop_state_machine! {

@@ -67,7 +67,8 @@ const MARKER: &str = "PROP_VERIFY_RUN";
 
 fn config(default_cases: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    Config { cases, max_shrink_iters: 64, ..Config::default() }
+    // Bounded shrinking: each step runs verify against real processes; a broken gateway must fail CI soon.
+    Config { cases, max_shrink_iters: 64, max_shrink_time: 120_000, ..Config::default() }
 }
 
 /// The bad gateway's binary, built once.
