@@ -50,6 +50,8 @@ type Check = Result<String, String>;
 #[derive(Default)]
 struct Report {
     rows: BTreeMap<String, Vec<(Verdict, String)>>,
+    /// Why the scenarios stopped early (the implementation could not even start), if they did.
+    aborted: Option<String>,
 }
 
 impl Report {
@@ -279,6 +281,7 @@ fn run_scenarios(subject: &Subject, report: &mut Report) {
         Err(why) => {
             report.record("CLI-1", Verdict::Fail, why.clone());
             report.record("LOCK-1", Verdict::Fail, format!("could not start a holder: {why}"));
+            report.aborted = Some("not run: the implementation did not start (see CLI-1)".to_string());
             return;
         }
     };
@@ -1159,6 +1162,9 @@ fn run_holder_scenarios(subject: &Subject, report: &mut Report) {
     drop(foreign);
 }
 
+/// The reason of a row that no scenario recorded anything for.
+const NO_SCENARIO: &str = "no black-box scenario for it";
+
 /// Why each invariant that no scenario checks is not applicable from the outside.
 fn not_applicable(id: &str, claims: &Claims) -> &'static str {
     match id {
@@ -1179,7 +1185,7 @@ fn not_applicable(id: &str, claims: &Claims) -> &'static str {
             "`status`, `stop`, `--wait`, `--replace`, profiles and NOTIFY_SOCKET are this binary's own command line; see tests/prop_*.rs"
         }
         id if id.starts_with("VER-") => "properties of `gateway verify` itself, not of the implementation under test",
-        _ => "no black-box scenario for it",
+        _ => NO_SCENARIO,
     }
 }
 
@@ -1307,7 +1313,13 @@ fn main() {
                 let why: Vec<String> = results.iter().filter(|(v, _)| shown(v)).map(|(_, w)| w.replace('|', "\\|")).collect();
                 (verdict, why.join("; "))
             }
-            None => (Verdict::NotApplicable, not_applicable(id, &claims).to_string()),
+            None => {
+                let why = match (not_applicable(id, &claims), &report.aborted) {
+                    (NO_SCENARIO, Some(aborted)) => aborted.clone(),
+                    (why, _) => why.to_string(),
+                };
+                (Verdict::NotApplicable, why)
+            }
         };
         let word = match verdict {
             Verdict::Pass => {
