@@ -48,17 +48,16 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
+use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, Sig};
 use common::{gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
-use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 
 /// Cases run by default; `PROPTEST_CASES` overrides.
@@ -74,26 +73,6 @@ const WAIT_FLAG: &str = "--wait=120s";
 /// Attempts of an operation on a live gateway whose verification the load may cut short (OPS-1's
 /// and OPS-3's probes are bounded: an unverified holder is refused, never signalled).
 const ATTEMPTS: usize = 5;
-
-/// A signal an [`Op::Signal`] sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sig {
-    Kill,
-    Term,
-    Stop,
-    Cont,
-}
-
-impl Sig {
-    fn nix(self) -> Signal {
-        match self {
-            Sig::Kill => Signal::SIGKILL,
-            Sig::Term => Signal::SIGTERM,
-            Sig::Stop => Signal::SIGSTOP,
-            Sig::Cont => Signal::SIGCONT,
-        }
-    }
-}
 
 /// One step. `port` is an index into the case's ports, `profile` into [`PROFILES`], `inst` the
 /// n-th instance that held a port.
@@ -116,17 +95,6 @@ enum Op {
     /// A WebSocket client of instance `inst` that never reads: a graceful shutdown then drains for
     /// its whole grace period, so `stop` and `--replace` really have to wait for the release.
     Connect { inst: usize },
-}
-
-/// Where an instance is in its life, as the model sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Life {
-    Alive,
-    /// Stopped by `SIGSTOP`; `exit_on_cont` when a `SIGTERM` is pending.
-    Stopped {
-        exit_on_cont: bool,
-    },
-    Gone,
 }
 
 #[derive(Debug, Clone)]
@@ -288,15 +256,7 @@ impl ReferenceStateMachine for Reference {
             }
             Op::Signal { inst, sig } => {
                 let i = &mut state.instances[inst];
-                i.life = match (i.life, sig) {
-                    (_, Sig::Kill) => Life::Gone,
-                    (Life::Alive, Sig::Term) => Life::Gone,
-                    (Life::Stopped { .. }, Sig::Term) => Life::Stopped { exit_on_cont: true },
-                    (Life::Alive, Sig::Stop) => Life::Stopped { exit_on_cont: false },
-                    (Life::Stopped { exit_on_cont: true }, Sig::Cont) => Life::Gone,
-                    (Life::Stopped { exit_on_cont: false }, Sig::Cont) => Life::Alive,
-                    (life, _) => life,
-                };
+                i.life = i.life.after(sig);
                 if i.life == Life::Gone {
                     let port = i.port;
                     state.release(port);
@@ -596,13 +556,8 @@ impl StateMachineTest for Operations {
     type Reference = Reference;
 
     fn init_test(model: &Model) -> System {
-        // Distinct free ports from the OS, released again before the case uses them.
-        let probes: Vec<TcpListener> = (0..model.ports).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
-        let ports = probes.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        static CASE: AtomicUsize = AtomicUsize::new(0);
-        let case = CASE.fetch_add(1, Ordering::Relaxed);
-        let state_home = std::env::temp_dir().join(format!("gateway-prop-ops-{}-{case}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state_home);
+        let ports = free_ports(model.ports);
+        let state_home = case_dir("gateway-prop-ops");
         System {
             ports,
             state_home,
@@ -751,14 +706,7 @@ impl StateMachineTest for Operations {
                         sys.reap(id, sig != Sig::Kill);
                         sys.waiters_take(model, model.instances[id].port);
                     }
-                    Life::Stopped { .. } => {
-                        // Bounded wait until the kernel reports the process stopped.
-                        let end = Instant::now() + DEADLINE;
-                        while !gateway_lock::probe::is_stopped(pid.as_raw() as u32) {
-                            assert!(Instant::now() < end, "instance {id} (pid {pid}) did not stop");
-                            std::thread::yield_now();
-                        }
-                    }
+                    Life::Stopped { .. } => wait_stopped(pid, true),
                     Life::Alive => {}
                 }
             }
@@ -850,14 +798,8 @@ impl StateMachineTest for Operations {
     }
 }
 
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
-    // Bounded shrinking (in steps and in time): each shrink step re-runs real processes.
-    Config { cases, max_shrink_iters: 400, max_shrink_time: 120_000, ..Config::default() }
-}
-
 prop_state_machine! {
-    #![proptest_config(config())]
+    #![proptest_config(config(DEFAULT_CASES))]
 
     /// OPS-3, OPS-4, OPS-5, OPS-6 (also LOCK-1, ERR-1, LOCK-3 on the way): random starts with and
     /// without profiles sharing one state home, bursts of `--wait` processes, `stop`, `--replace`,

@@ -45,10 +45,10 @@ use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, Sig};
 use common::{
     gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, wait_with_deadline,
     ws_connect, Ws, DEADLINE,
@@ -58,7 +58,6 @@ use nix::unistd::Pid;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
-use proptest::test_runner::Config;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -69,28 +68,6 @@ const DEFAULT_CASES: u32 = 32;
 const MAX_CLIENTS: usize = 3;
 /// Most children one helper spawns in a case.
 const MAX_CHILDREN: usize = 2;
-
-/// A signal an [`Op::Signal`] sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sig {
-    Kill,
-    Term,
-    Int,
-    Stop,
-    Cont,
-}
-
-impl Sig {
-    fn nix(self) -> Signal {
-        match self {
-            Sig::Kill => Signal::SIGKILL,
-            Sig::Term => Signal::SIGTERM,
-            Sig::Int => Signal::SIGINT,
-            Sig::Stop => Signal::SIGSTOP,
-            Sig::Cont => Signal::SIGCONT,
-        }
-    }
-}
 
 /// How an [`Op::Crash`] ends a helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,17 +114,6 @@ enum Kind {
     Gateway,
     /// `examples/crash_helper`: holds the lock, never answers on it.
     Helper,
-}
-
-/// Where an instance is in its life, as the model sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Life {
-    Alive,
-    /// Stopped by `SIGSTOP`; `exit_on_cont` when a `SIGTERM`/`SIGINT` is pending.
-    Stopped {
-        exit_on_cont: bool,
-    },
-    Gone,
 }
 
 #[derive(Debug, Clone)]
@@ -280,15 +246,7 @@ impl ReferenceStateMachine for Reference {
             Op::Crash { inst, .. } => state.instances[inst].life = Life::Gone,
             Op::Signal { inst, sig } => {
                 let i = &mut state.instances[inst];
-                i.life = match (i.life, sig) {
-                    (_, Sig::Kill) => Life::Gone,
-                    (Life::Alive, Sig::Term | Sig::Int) => Life::Gone,
-                    (Life::Stopped { .. }, Sig::Term | Sig::Int) => Life::Stopped { exit_on_cont: true },
-                    (Life::Alive, Sig::Stop) => Life::Stopped { exit_on_cont: false },
-                    (Life::Stopped { exit_on_cont: true }, Sig::Cont) => Life::Gone,
-                    (Life::Stopped { exit_on_cont: false }, Sig::Cont) => Life::Alive,
-                    (life, _) => life,
-                };
+                i.life = i.life.after(sig);
                 if i.life == Life::Gone {
                     i.clients = 0;
                 }
@@ -533,16 +491,6 @@ fn assert_refused(code: Option<i32>, stdout: &str, stderr: &str, port: u16, hold
     }
 }
 
-/// Waits (bounded) until the kernel reports `pid` as stopped (`want`) or running again.
-fn wait_stopped(pid: Pid, want: bool) {
-    let end = Instant::now() + DEADLINE;
-    while gateway_lock::probe::is_stopped(pid.as_raw() as u32) != want {
-        assert!(Instant::now() < end, "pid {pid} did not become {}", if want { "stopped" } else { "running" });
-        // Polling the kernel's process state; the deadline bounds it.
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// How an instance is expected to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -627,12 +575,8 @@ impl StateMachineTest for Processes {
     type Reference = Reference;
 
     fn init_test(model: &Model) -> System {
-        // Distinct free ports from the OS, released again before the case uses them.
-        let probes: Vec<TcpListener> = (0..model.ports).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
-        let ports = probes.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        static CASE: AtomicUsize = AtomicUsize::new(0);
-        let case = CASE.fetch_add(1, Ordering::Relaxed);
-        let scratch = std::env::temp_dir().join(format!("gateway-prop-{}-{case}", std::process::id()));
+        let ports = free_ports(model.ports);
+        let scratch = case_dir("gateway-prop");
         System {
             ports,
             scratch,
@@ -819,14 +763,8 @@ impl StateMachineTest for Processes {
     }
 }
 
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
-    // Bounded shrinking (in steps and in time): each shrink step re-runs real processes.
-    Config { cases, max_shrink_iters: 400, max_shrink_time: 120_000, ..Config::default() }
-}
-
 prop_state_machine! {
-    #![proptest_config(config())]
+    #![proptest_config(config(DEFAULT_CASES))]
 
     /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, CLI-3 (every
     /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, REL-3, SHUT-1,

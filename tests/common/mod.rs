@@ -2,6 +2,8 @@
 //! loopback ports, readiness by the ready line (never by sleeping), deadlines everywhere.
 #![allow(dead_code)]
 
+pub mod process_model;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
