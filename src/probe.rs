@@ -481,8 +481,8 @@ pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
     const V4: &str = "/proc/net/tcp";
     const V6: &str = "/proc/net/tcp6";
     #[cfg(target_os = "linux")]
-    if let Some(rows) = sock_diag::listeners(libc::AF_INET, addr.port()) {
-        let v6 = || sock_diag::listeners(libc::AF_INET6, addr.port()).or_else(|| read_table(V6)).unwrap_or_default();
+    if let Some(rows) = sock_diag::listeners(sock_diag::AF_INET, addr.port()) {
+        let v6 = || sock_diag::listeners(sock_diag::AF_INET6, addr.port()).or_else(|| read_table(V6)).unwrap_or_default();
         return listener_in_tables(rows, v6, addr).ok_or(Owner::NoListener);
     }
     let v4 = match read_table(V4) {
@@ -497,7 +497,7 @@ pub fn find_listener_row(addr: SocketAddr) -> Result<TcpRow, Owner> {
 /// from `/proc/net/tcp{,6}`; `None` where neither can be read.
 pub fn listening_sockets(port: u16) -> Option<Vec<TcpRow>> {
     #[cfg(target_os = "linux")]
-    if let (Some(mut v4), Some(v6)) = (sock_diag::listeners(libc::AF_INET, port), sock_diag::listeners(libc::AF_INET6, port)) {
+    if let (Some(mut v4), Some(v6)) = (sock_diag::listeners(sock_diag::AF_INET, port), sock_diag::listeners(sock_diag::AF_INET6, port)) {
         v4.extend(v6);
         return Some(v4);
     }
@@ -522,78 +522,69 @@ pub fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, add
 
 /// The kernel's socket diagnostics (netlink `NETLINK_SOCK_DIAG`): the listening TCP sockets on one port,
 /// the same rows as `/proc/net/tcp{,6}` without walking every established connection of the host
-/// (reading those files walks the whole connection hash table on every `read`).
+/// (reading those files walks the whole connection hash table on every `read`). The socket comes from
+/// `netlink-sys`, the request and the replies are built and parsed by `netlink-packet-sock-diag`.
 #[cfg(target_os = "linux")]
 mod sock_diag {
-    use super::{TcpRow, TCP_LISTEN};
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use super::TcpRow;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+    use netlink_packet_sock_diag::{SockDiagMessage, IPPROTO_TCP};
+    use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket};
+    use std::net::SocketAddr;
 
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    const HEADER: usize = 16;
-    /// `struct inet_diag_msg`: family, state, timer, retrans, the socket id (48 bytes), expires, queues, uid, inode.
-    const DIAG_MSG: usize = 72;
+    pub use netlink_packet_sock_diag::{AF_INET, AF_INET6};
 
-    /// The listening sockets of `family` (`AF_INET` or `AF_INET6`) on `port`; `None` if the kernel cannot be asked.
-    pub fn listeners(family: i32, port: u16) -> Option<Vec<TcpRow>> {
-        // SAFETY: a plain socket(2) call; the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG) };
-        if raw < 0 {
-            return None;
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut request = [0u8; HEADER + 56];
-        request[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
-        request[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-        request[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-        request[HEADER] = family as u8;
-        request[HEADER + 1] = libc::IPPROTO_TCP as u8;
-        request[HEADER + 4..HEADER + 8].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
-        request[HEADER + 8..HEADER + 10].copy_from_slice(&port.to_be_bytes());
-        // SAFETY: sends `request.len()` initialised bytes from a live buffer.
-        let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-        if sent != request.len() as isize {
+    /// The listening sockets of `family` ([`AF_INET`] or [`AF_INET6`]) on `port`; `None` if the kernel
+    /// cannot be asked or answers anything but the dump.
+    pub fn listeners(family: u8, port: u16) -> Option<Vec<TcpRow>> {
+        let socket = Socket::new(NETLINK_SOCK_DIAG).ok()?;
+        // The kernel filters the dump: TCP sockets in `LISTEN` whose local port is `port`.
+        let mut socket_id = if family == AF_INET6 { SocketId::new_v6() } else { SocketId::new_v4() };
+        socket_id.source_port = port;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let request =
+            InetRequest { family, protocol: IPPROTO_TCP, extensions: ExtensionFlags::empty(), states: StateFlags::LISTEN, socket_id };
+        let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
+        packet.finalize();
+        let mut request = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut request);
+        if socket.send(&request, 0).ok()? != request.len() {
             return None;
         }
         let mut rows = Vec::new();
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = Vec::with_capacity(32 * 1024);
         loop {
-            // SAFETY: receives at most `buf.len()` bytes into a live buffer.
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n <= 0 {
+            buf.clear();
+            if socket.recv(&mut buf, 0).ok()? == 0 {
                 return None;
             }
-            let mut msgs = &buf[..n as usize];
-            while msgs.len() >= HEADER {
-                let len = u32::from_ne_bytes(msgs[0..4].try_into().ok()?) as usize;
-                let kind = u16::from_ne_bytes(msgs[4..6].try_into().ok()?);
-                if len < HEADER || len > msgs.len() {
+            let mut msgs = &buf[..];
+            while !msgs.is_empty() {
+                let msg = NetlinkMessage::<SockDiagMessage>::deserialize(msgs).ok()?;
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Some(rows),
+                    NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                        let h = response.header;
+                        rows.push(TcpRow {
+                            local: SocketAddr::new(h.socket_id.source_address, h.socket_id.source_port),
+                            state: h.state,
+                            uid: h.uid,
+                            inode: u64::from(h.inode),
+                        });
+                    }
+                    NetlinkPayload::Noop => {}
+                    _ => return None,
+                }
+                // Messages in one datagram start at 4-byte boundaries (`NLMSG_ALIGN`).
+                let len = msg.header.length as usize;
+                if len == 0 {
                     return None;
                 }
-                match kind {
-                    NLMSG_DONE => return Some(rows),
-                    NLMSG_ERROR => return None,
-                    SOCK_DIAG_BY_FAMILY if len >= HEADER + DIAG_MSG => rows.extend(parse_diag_msg(&msgs[HEADER..HEADER + DIAG_MSG])),
-                    _ => {}
-                }
-                msgs = &msgs[((len + 3) & !3).min(msgs.len())..];
+                msgs = msgs.get(len.next_multiple_of(4)..).unwrap_or_default();
             }
         }
-    }
-
-    /// One `struct inet_diag_msg` as a row of `/proc/net/tcp{,6}`.
-    fn parse_diag_msg(m: &[u8]) -> Option<TcpRow> {
-        let port = u16::from_be_bytes([m[4], m[5]]);
-        let ip: IpAddr = match i32::from(m[0]) {
-            libc::AF_INET => Ipv4Addr::new(m[8], m[9], m[10], m[11]).into(),
-            libc::AF_INET6 => Ipv6Addr::from(<[u8; 16]>::try_from(&m[8..24]).ok()?).into(),
-            _ => return None,
-        };
-        let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
-        Some(TcpRow { local: SocketAddr::new(ip, port), state: m[1], uid: word(64), inode: u64::from(word(68)) })
     }
 }
 
@@ -731,7 +722,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn ops1_sock_diag_agrees_with_proc_net_tcp() {
-        for (host, family, table) in [("127.0.0.1:0", libc::AF_INET, "/proc/net/tcp"), ("[::1]:0", libc::AF_INET6, "/proc/net/tcp6")] {
+        for (host, family, table) in
+            [("127.0.0.1:0", sock_diag::AF_INET, "/proc/net/tcp"), ("[::1]:0", sock_diag::AF_INET6, "/proc/net/tcp6")]
+        {
             let Ok(listener) = std::net::TcpListener::bind(host) else { continue };
             let addr = listener.local_addr().unwrap();
             let from_proc = find_listener(&read_table(table).unwrap(), addr).cloned().expect("listener in /proc");
