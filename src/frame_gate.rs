@@ -139,8 +139,8 @@ impl FrameGate {
         let refuse = |announced| Err(FrameTooLarge { announced, limit: max });
         let result = match opcode {
             _ if len > limit => refuse(len),
-            // A new text or binary message, or a fragment that continues one.
-            1 | 2 | 0 => {
+            // A fragment that continues a message (0), or a new text (1) or binary (2) message.
+            0..=2 => {
                 self.message = if opcode == 0 { self.message.saturating_add(len) } else { len };
                 if self.message > limit {
                     refuse(self.message)
@@ -314,7 +314,7 @@ mod tests {
             ends.push(bytes.len());
             let announced = match f.opcode {
                 _ if f.len > limit => Some(f.len),
-                0 | 1 | 2 => {
+                0..=2 => {
                     message = if f.opcode == 0 { message + f.len } else { f.len };
                     (message > limit).then_some(message)
                 }
