@@ -43,7 +43,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a client may take to send a complete HTTP request head.
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest WebSocket message (and frame) the gateway accepts (after the handshake;
-/// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`]).
+/// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`], which [`crate::frame_gate`] enforces from
+/// each frame's header).
 pub const MAX_WS_MESSAGE_BYTES: usize = protocol::MAX_FRAME_BYTES;
 /// Initial read buffer of a WebSocket connection (tungstenite's default is 128 KiB, zero-filled
 /// before every read: 1,000 clients made a shutdown cost 40 ms of memset). It grows as needed.
