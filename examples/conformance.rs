@@ -784,6 +784,29 @@ fn run_protocol_scenarios(subject: &Subject, token: &str, timer_args: &str, repo
         "PROTO-7",
         &expect_refused_frame(port, "64 KiB + 1 before hello-ok", &" ".repeat(64 * 1024 + 1), None, (1009, "frame too large")),
     );
+    // PROTO-7: before hello-ok a frame is refused from its header, its payload neither awaited nor
+    // buffered: 900 KiB announced (under the 1 MiB limit after hello-ok), only 4 KiB of it sent.
+    let result = (|| {
+        let mut ws = ws_open(port, None)?;
+        ws_json(&mut ws)?;
+        let mut partial = vec![0x81, 0x80 | 127];
+        partial.extend_from_slice(&(900u64 * 1024).to_be_bytes());
+        partial.extend_from_slice(&[0; 4]);
+        partial.extend_from_slice(&[b' '; 4096]);
+        ws.get_mut().write_all(&partial).map_err(|e| format!("send: {e}"))?;
+        match ws_until_close(&mut ws) {
+            Ok((_, (1009, reason))) if reason == "frame too large" => {
+                Ok("900 KiB announced before hello-ok, 4 KiB of it sent: close 1009 without the rest".to_string())
+            }
+            Ok((_, (code, reason))) => Err(format!(
+                "900 KiB announced before hello-ok, 4 KiB sent: close {code} {reason:?}, want 1009 \"frame too large\" from the header"
+            )),
+            Err(e) => {
+                Err(format!("900 KiB announced before hello-ok, 4 KiB sent: {e}; want close 1009 \"frame too large\" from the header"))
+            }
+        }
+    })();
+    report.check("PROTO-7", &result);
     let result = (|| {
         let (mut ws, _) = ws_handshake(port, token, "conformance")?;
         let padded = serde_json::json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(100 * 1024)}});

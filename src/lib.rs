@@ -13,12 +13,14 @@
 //! - [`logging`]: diagnostics on stderr.
 //! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
 //! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
+//! - [`frame_gate`]: refusing an unauthenticated client's oversize frame from its header (PROTO-7).
 //! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
 //!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
 //!   (service-manager readiness).
 //! - [`verify`]: `gateway verify`, crash-recovery verification runs against real gateway processes.
 
 pub mod cli;
+pub mod frame_gate;
 pub mod front_door;
 pub mod gateway;
 pub mod http;

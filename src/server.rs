@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::frame_gate::GatedStream;
 use crate::front_door::{self, Admission, Admit, ConnId, Limits, Token, TokenSource};
 use crate::http::{self, Parsed, Route, Status};
 use crate::lifecycle::{ConnectionGuard, Lifecycle, Phase, Release};
@@ -42,7 +43,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a client may take to send a complete HTTP request head.
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest WebSocket message (and frame) the gateway accepts (after the handshake;
-/// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`]).
+/// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`], which [`crate::frame_gate`] enforces from
+/// each frame's header).
 pub const MAX_WS_MESSAGE_BYTES: usize = protocol::MAX_FRAME_BYTES;
 /// Initial read buffer of a WebSocket connection (tungstenite's default is 128 KiB, zero-filled
 /// before every read: 1,000 clients made a shutdown cost 40 ms of memset). It grows as needed.
@@ -290,11 +292,15 @@ async fn serve_connection(mut stream: TcpStream, mut stop: watch::Receiver<bool>
             if stream.write_all(&http::upgrade_response(&accept_key)).await.is_err() {
                 return;
             }
+            // tungstenite's limits cannot change on a live stream: it gets an authenticated
+            // client's, and the gate refuses larger frames from their header until `connect`
+            // succeeds (PROTO-7). The bytes read past the request head pass the gate too.
             let config = WebSocketConfig::default()
                 .read_buffer_size(WS_READ_BUFFER_BYTES)
                 .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
                 .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
-            let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
+            let gated = GatedStream::new(stream, leftover, protocol::MAX_PREAUTH_FRAME_BYTES);
+            let ws = WebSocketStream::from_raw_socket(gated, Role::Server, Some(config)).await;
             serve_websocket(ws, &shared, stop, &mut slot).await;
         }
         Route::Error(status) => reply(&mut stream, &http::error_response(status)).await,
@@ -387,7 +393,12 @@ impl GatewayView for View<'_> {
 /// Serves a WebSocket client with the gateway protocol until it leaves, the protocol closes
 /// it, or shutdown begins (`shutdown` event to authenticated clients, then close 1012); a
 /// close waits, at most the grace period, for the client's close in reply.
-async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mut stop: watch::Receiver<bool>, slot: &mut Slot) {
+async fn serve_websocket(
+    mut ws: WebSocketStream<GatedStream<TcpStream>>,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+    slot: &mut Slot,
+) {
     let conn_id = uuid::Uuid::new_v4().to_string();
     let policy = protocol::Policy { tick_interval_ms: shared.config.tick_interval.as_millis() as u64 };
     let mut session = Session::new(conn_id.clone(), uuid::Uuid::new_v4().to_string(), policy);
@@ -408,7 +419,9 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
                 Some(Ok(Message::Binary(bytes))) => session.on_frame(&bytes, &view),
                 // Pings are answered by tungstenite; a client's close is answered by it too.
                 Some(Ok(_)) => continue,
+                // Over tungstenite's limit, or over the gate's before `connect` succeeded.
                 Some(Err(WsError::Capacity(_))) => session.on_oversize(),
+                Some(Err(_)) if ws.get_ref().refused().is_some() => session.on_oversize(),
                 Some(Err(_)) | None => return,
             },
             () = tokio::time::sleep_until(handshake_deadline), if awaiting => session.on_handshake_timeout(),
@@ -422,6 +435,8 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
                 // Evicted while its connect was in flight: it never had a place.
                 return;
             }
+            // From the next frame on, an authenticated client's limit (tungstenite's) applies.
+            ws.get_mut().lift();
             if let Some(presence) = session.presence() {
                 shared.clients.lock().unwrap().insert(conn_id.clone(), presence.clone());
                 slot.conn_id = Some(conn_id.clone());
@@ -444,7 +459,7 @@ async fn serve_websocket(mut ws: WebSocketStream<TcpStream>, shared: &Shared, mu
                     // The rest of the oversize frame is still arriving and is no WebSocket framing:
                     // discard raw bytes until the client closes, so that it is not reset mid-send
                     // and reads the close frame.
-                    let mut stream = ws.into_inner();
+                    let mut stream = ws.into_inner().into_inner();
                     let mut sink = [0u8; 16 * 1024];
                     while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
                 } else {

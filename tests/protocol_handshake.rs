@@ -125,6 +125,81 @@ fn proto7_oversize_frames_close_1009() {
     assert_eq!(close, (1009, "frame too large".to_string()));
 }
 
+/// A client frame's header: `fin`, `opcode`, a payload of `len` bytes, masked with the all-zero
+/// key (so the payload goes as it is).
+fn client_frame_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    match len {
+        0..=125 => out.push(0x80 | len as u8),
+        126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out
+}
+
+/// A complete client text frame carrying `text`.
+fn client_text_frame(text: &str) -> Vec<u8> {
+    let mut out = client_frame_header(true, 1, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// PROTO-7: before hello-ok a frame is refused from its header, without the gateway waiting for
+/// (or buffering) its payload: a frame announcing 900 KiB (under the 1 MiB transport limit) or
+/// 8 MiB, or a fragment that takes its message over 64 KiB, of which only the header and 4 KiB
+/// are sent, gets close 1009 "frame too large" at once; waiting for the rest would instead run
+/// into the read deadline (the handshake timeout is a minute). Exactly 64 KiB is not refused.
+/// Right after a successful `connect`, even pipelined before hello-ok arrives, 100 KiB passes.
+#[test]
+fn proto7_preauth_frame_refused_from_its_header_unread() {
+    use std::io::Write;
+    let gw = start_gateway_with_token(&["--handshake-timeout-ms", "60000"]);
+    let partial = |opcode: u8, announced: u64| {
+        let mut bytes = client_frame_header(true, opcode, announced);
+        bytes.extend_from_slice(&[b' '; 4096]);
+        bytes
+    };
+    let mut fragmented = client_frame_header(false, 1, 60 * 1024);
+    fragmented.extend_from_slice(&[b' '; 60 * 1024]);
+    fragmented.extend(partial(0, 60 * 1024));
+    for (what, bytes) in [("900 KiB", partial(1, 900 * 1024)), ("8 MiB", partial(2, 8 << 20)), ("60 KiB + 60 KiB", fragmented)] {
+        let mut ws = ws_connect(gw.addr);
+        ws_json(&mut ws);
+        ws.get_mut().write_all(&bytes).unwrap();
+        assert_eq!(ws_until_close(&mut ws), (vec![], (1009, "frame too large".to_string())), "{what}");
+    }
+    // 64 KiB is within the limit: read, and refused only as a first request that is not connect.
+    let mut ws = ws_connect(gw.addr);
+    ws_json(&mut ws);
+    ws.get_mut().write_all(&client_text_frame(&" ".repeat(64 * 1024))).unwrap();
+    assert_eq!(ws_until_close(&mut ws).1 .0, 1008);
+
+    let mut ws = ws_connect(gw.addr);
+    ws_json(&mut ws);
+    let padded = json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(100 * 1024)}}).to_string();
+    let mut pipelined = client_text_frame(&connect_frame(4, 4, Some(TEST_TOKEN)));
+    pipelined.extend(client_text_frame(&padded));
+    ws.get_mut().write_all(&pipelined).unwrap();
+    assert_eq!(ws_json(&mut ws)["payload"]["type"], "hello-ok");
+    assert_eq!(ws_json(&mut ws)["id"], "big");
+    // A 100 KiB message in two fragments after hello-ok.
+    let (half, rest) = padded.as_bytes().split_at(padded.len() / 2);
+    let mut two = client_frame_header(false, 1, half.len() as u64);
+    two.extend_from_slice(half);
+    two.extend(client_frame_header(true, 0, rest.len() as u64));
+    two.extend_from_slice(rest);
+    ws.get_mut().write_all(&two).unwrap();
+    assert_eq!(ws_json(&mut ws)["id"], "big");
+    assert_eq!(ws_call(&mut ws, "after", "health")["ok"], true);
+}
+
 /// PROTO-8: methods after hello: health (OpenClaw's fields and the lock's view), status,
 /// system-presence, config.get (never the token), unknown methods.
 #[test]
