@@ -45,7 +45,7 @@ loom:
     cargo test --test loom_lifecycle --release
 
 # The fuzz targets (fuzz/fuzz_targets/*.rs); `fuzz-smoke` runs each of them.
-fuzz_targets := "http_head cli_args host_port protocol_frame"
+fuzz_targets := "http_head cli_args host_port protocol_frame frame_gate"
 
 # Installs cargo-fuzz if missing (a fresh machine or CI has none).
 fuzz-tool:
