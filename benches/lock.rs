@@ -8,8 +8,8 @@
 //! - time to lock: exec of `gateway run` → the port accepts a TCP connection;
 //! - time to fail: exec of a second instance → it has exited with the lock error (code 3, or 5
 //!   once the refusal probes the holder and finds a healthy gateway);
-//! - takeover: SIGKILL of the holder → a fresh start (or a `--wait` successor, if the binary
-//!   has that flag) holds the port;
+//! - takeover: SIGKILL of the holder → a fresh start (or a `--wait` successor that already
+//!   watches the holder, if the binary has that flag) holds the port;
 //! - graceful shutdown: SIGTERM → the holder has exited and the port is free, with 0, 100 and
 //!   1,000 WebSocket clients (plain TCP connections for the baseline);
 //! - footprint: resident memory and threads of an idle holder (`/proc/<pid>/status`).
@@ -95,6 +95,22 @@ fn wait_accepting(port: u16, since: Instant) -> Duration {
     }
 }
 
+/// Polls the kernel's table until a connection to `port` is established: the `--wait` successor
+/// has been refused and now watches the holder (OPS-4), so the takeover measures the handover,
+/// not the successor's start.
+fn wait_until_watched(port: u16) {
+    let since = Instant::now();
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let rows = gateway_lock::probe::parse_proc_net_tcp(&table);
+        if rows.iter().any(|r| r.local.port() == port && r.state == 0x01) {
+            return;
+        }
+        assert!(since.elapsed() < DEADLINE, "no --wait successor watched port {port}");
+        std::thread::yield_now();
+    }
+}
+
 fn stop(mut child: Child) {
     let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let _ = child.wait();
@@ -146,6 +162,7 @@ fn takeover_wait(t: &Target, port: u16) -> Duration {
     let mut waiter = t.command(port);
     waiter.arg("--wait");
     let waiter = waiter.stdout(Stdio::null()).spawn().expect("spawn");
+    wait_until_watched(port);
     let t0 = Instant::now();
     kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
     let _ = holder.wait();

@@ -45,13 +45,22 @@ pub struct PortWatch {
     target: SocketAddr,
     conn: Option<TcpStream>,
     refused_before: bool,
-    last_connect: Option<Instant>,
+    /// When the last two connections were opened, the latest first ([`next_connect_at`]).
+    connects: [Option<Instant>; 2],
+}
+
+/// When a watch may open its next connection, given when it opened the last two (latest first):
+/// at most two per [`POLL_INTERVAL`]. One at once after a close (the holder may be draining, or
+/// gone with its listener not yet closed), so a handover is not delayed by the poll; but a holder
+/// that closes every connection at once (not a gateway) cannot turn the wait into a busy loop.
+pub fn next_connect_at(connects: [Option<Instant>; 2]) -> Option<Instant> {
+    connects[1].map(|older| older + POLL_INTERVAL)
 }
 
 impl PortWatch {
     /// A watch on `addr` (the wildcard is watched through loopback).
     pub fn new(addr: SocketAddr) -> Self {
-        PortWatch { target: probe::connect_target(addr), conn: None, refused_before: false, last_connect: None }
+        PortWatch { target: probe::connect_target(addr), conn: None, refused_before: false, connects: [None, None] }
     }
 
     /// Blocks until the watched connection closes, a connection is refused, or the poll
@@ -64,13 +73,10 @@ impl PortWatch {
                 // Refused twice in a row while the bind still fails (a socket that is bound but
                 // does not listen): wait for the poll interval instead of spinning.
                 std::thread::sleep(slice_end.saturating_duration_since(Instant::now()));
-            } else if let Some(last) = self.last_connect {
-                // At most one connection per poll interval: a holder that closes every
-                // connection at once (not a gateway) must not turn the wait into a busy loop.
-                let next = (last + POLL_INTERVAL).min(until);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            } else if let Some(next) = next_connect_at(self.connects) {
+                std::thread::sleep(next.min(until).saturating_duration_since(Instant::now()));
             }
-            self.last_connect = Some(Instant::now());
+            self.connects = [Some(Instant::now()), self.connects[0]];
             return match TcpStream::connect_timeout(&self.target, remaining()) {
                 Ok(conn) => {
                     self.refused_before = false;
@@ -150,6 +156,17 @@ mod tests {
 
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(10)
+    }
+
+    /// OPS-4: at most two connections per poll interval: the first two at once, a third only a
+    /// poll interval after the second-to-last.
+    #[test]
+    fn ops4_a_watch_reconnects_at_once_but_never_busily() {
+        let t = Instant::now();
+        assert_eq!(next_connect_at([None, None]), None);
+        assert_eq!(next_connect_at([Some(t), None]), None, "one connection so far: the next at once");
+        let later = t + Duration::from_millis(1);
+        assert_eq!(next_connect_at([Some(later), Some(t)]), Some(t + POLL_INTERVAL));
     }
 
     /// OPS-4: the watch wakes on the holder's close (an accepted connection closed, or a backlog
