@@ -95,18 +95,25 @@ fn wait_accepting(port: u16, since: Instant) -> Duration {
     }
 }
 
-/// Polls the kernel's table until a connection to `port` is established: the `--wait` successor
-/// has been refused and now watches the holder (OPS-4), so the takeover measures the handover,
-/// not the successor's start.
-fn wait_until_watched(port: u16) {
+/// Polls until the `--wait` successor `waiter` has an established connection (to the holder: it
+/// has been refused and now watches it, OPS-4), so the takeover measures the handover, not the
+/// successor's start.
+fn wait_until_watched(waiter: &Child) {
     let since = Instant::now();
+    let fds = format!("/proc/{}/fd", waiter.id());
     loop {
+        let inodes: Vec<u64> = std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|link| gateway_lock::probe::socket_inode(&link.to_string_lossy()))
+            .collect();
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let rows = gateway_lock::probe::parse_proc_net_tcp(&table);
-        if rows.iter().any(|r| r.local.port() == port && r.state == 0x01) {
+        if gateway_lock::probe::parse_proc_net_tcp(&table).iter().any(|r| r.state == 0x01 && inodes.contains(&r.inode)) {
             return;
         }
-        assert!(since.elapsed() < DEADLINE, "no --wait successor watched port {port}");
+        assert!(since.elapsed() < DEADLINE, "the --wait successor never watched the holder");
         std::thread::yield_now();
     }
 }
@@ -162,7 +169,7 @@ fn takeover_wait(t: &Target, port: u16) -> Duration {
     let mut waiter = t.command(port);
     waiter.arg("--wait");
     let waiter = waiter.stdout(Stdio::null()).spawn().expect("spawn");
-    wait_until_watched(port);
+    wait_until_watched(&waiter);
     let t0 = Instant::now();
     kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
     let _ = holder.wait();
