@@ -167,6 +167,14 @@ pub fn default_port(profile: Option<&str>) -> u16 {
     profile.map(crate::profile::default_port).unwrap_or(DEFAULT_PORT)
 }
 
+/// Prints `line` on stdout for `status`, `stop` and `verify`. A closed stdout (`gateway status |
+/// true`) is not an error and never a panic: the exit code still tells.
+pub fn print_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+}
+
 /// Parses the command line like [`Cli::try_parse_from`], then applies the profile's default
 /// port to `gateway run` when neither `--port` nor `GATEWAY_PORT` was given.
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>

@@ -76,9 +76,9 @@ pub fn json(found: &Probe) -> serde_json::Value {
 pub fn status(addr: SocketAddr, as_json: bool) -> u8 {
     let found = probe::probe(addr, probe::STATUS_PROBE_BUDGET);
     if as_json {
-        println!("{}", json(&found));
+        crate::cli::print_line(json(&found));
     } else {
-        println!("{}", text(&found));
+        crate::cli::print_line(text(&found));
     }
     exit_code_for(found.kind())
 }

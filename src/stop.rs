@@ -207,7 +207,11 @@ pub fn stop(addr: SocketAddr, timeout: Duration) -> u8 {
     match wait_released(addr, pid, started + timeout) {
         Ok(()) => {
             let took = started.elapsed();
-            println!("stopped gateway pid {pid} on {}: port released after {} ms", WsUrl(addr), took.as_millis());
+            crate::cli::print_line(format_args!(
+                "stopped gateway pid {pid} on {}: port released after {} ms",
+                WsUrl(addr),
+                took.as_millis()
+            ));
             exit_code::STOPPED
         }
         Err(waited) => {

@@ -483,9 +483,9 @@ pub fn run(args: &VerifyArgs) -> Result<bool, VerifyError> {
     let elapsed = started.elapsed();
     let tally = verifier.tally;
     if args.json {
-        println!("{}", tally.to_json(seed, port, elapsed));
+        crate::cli::print_line(tally.to_json(seed, port, elapsed));
     } else {
-        println!("{}", tally.to_text(seed, port, elapsed));
+        crate::cli::print_line(tally.to_text(seed, port, elapsed));
     }
     let passed = tally.violation_count() == 0;
     if !passed {

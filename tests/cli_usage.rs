@@ -1,4 +1,4 @@
-//! The command line: ready line, usage errors, environment (CLI-1..3).
+//! The command line: ready line, usage errors, environment, a closed stdout (CLI-1..4).
 
 mod common;
 
@@ -52,4 +52,50 @@ fn cli3_environment_sets_the_port() {
     cmd.args(["run", "--port", "0"]).env("GATEWAY_PORT", "not-a-port");
     let gw = start_and_wait_ready(cmd);
     assert_ne!(gw.port(), 0);
+}
+
+/// CLI-4: nobody reads stdout (its reader closed first): `status`, `stop` and `verify` exit with
+/// their outcome's code, never a panic; `run` keeps serving although its ready line is lost.
+#[test]
+fn cli4_closed_stdout_is_never_a_panic() {
+    let holder = start_gateway(&["--port", "0"]);
+    let port = holder.port().to_string();
+    for (args, want) in [(vec!["status", "--port", &port], 0), (vec!["stop", "--port", &port], 0), (vec!["status", "--port", &port], 3)] {
+        let (status, err) = run_with_closed_stdout(gateway_cmd(&args));
+        assert_eq!(status.code(), Some(want), "{args:?}: stderr {err:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(holder.wait().success(), "stopped gracefully");
+    let (status, err) = run_with_closed_stdout(gateway_cmd(&["verify", "--cycles", "1"]));
+    assert!(status.code() == Some(0) && !err.contains("panicked"), "verify: {status:?} {err}");
+
+    // `run`: the ready line cannot be written; the port is held and served all the same.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = gateway_cmd(&["run", "--port", &port.to_string()]);
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    drop(reader);
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let end = std::time::Instant::now() + DEADLINE;
+    let health = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            break body;
+        }
+        assert!(std::time::Instant::now() < end, "run with a closed stdout never served port {port}");
+        // Polling the port until the gateway listens; the deadline bounds it.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(health.contains(&format!("\"pid\":{}", child.id())), "{health}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_with_deadline(&mut child, DEADLINE).expect("exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
 }

@@ -24,7 +24,7 @@
 //! - REL-3: a helper's long-lived child does not keep the port once the helper is gone;
 //! - SHUT-1, SHUT-3: `SIGTERM`/`SIGINT` close every client with 1012 and exit 0 (also when the
 //!   signal was sent while stopped and is delivered on `SIGCONT`);
-//! - OPS-2: `gateway status` reports `free` (3), `gateway` with the holder's pid (0), `foreign` (4)
+//! - OPS-2, CLI-4: `gateway status` (its stdout read, or closed before it writes) reports `free` (3), `gateway` with the holder's pid (0), `foreign` (4)
 //!   or `not-answering` (5) exactly as the model's holder predicts;
 //! - OPS-7: every gateway gets its own `NOTIFY_SOCKET`: `READY=1` iff it won the port, nothing on a
 //!   refusal, `STOPPING=1` before a graceful exit;
@@ -50,8 +50,8 @@ use std::sync::Arc;
 
 use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, Sig};
 use common::{
-    gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, wait_with_deadline,
-    ws_connect, Ws, DEADLINE,
+    gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
+    wait_with_deadline, ws_connect, Ws, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -102,8 +102,8 @@ enum Op {
     Foreign { port: usize, answers: bool },
     /// The test's own listener on P closes.
     ForeignClose { port: usize },
-    /// `gateway status --port P`.
-    Status { port: usize },
+    /// `gateway status --port P`, its stdout read, or closed before it writes (CLI-4).
+    Status { port: usize, closed_stdout: bool },
     /// `gateway run --host 0.0.0.0 --port P` without a token: refused before the bind (DOOR-2).
     NoAuth { port: usize },
 }
@@ -198,7 +198,7 @@ impl ReferenceStateMachine for Reference {
         let mut options: Vec<(u32, BoxedStrategy<Op>)> = vec![
             (3, (0..ports).prop_map(|port| Op::Start { port }).boxed()),
             (2, (0..ports, 2usize..=4).prop_map(|(port, k)| Op::Burst { port, k }).boxed()),
-            (1, (0..ports).prop_map(|port| Op::Status { port }).boxed()),
+            (1, (0..ports, any::<bool>()).prop_map(|(port, closed_stdout)| Op::Status { port, closed_stdout }).boxed()),
             (1, (0..ports).prop_map(|port| Op::NoAuth { port }).boxed()),
         ];
         if !free.is_empty() {
@@ -227,7 +227,7 @@ impl ReferenceStateMachine for Reference {
     fn preconditions(state: &Model, op: &Op) -> bool {
         let inst = |i: usize| state.instances.get(i).filter(|i| i.life != Life::Gone);
         match *op {
-            Op::Start { port } | Op::Burst { port, .. } | Op::Status { port } | Op::NoAuth { port } => port < state.ports,
+            Op::Start { port } | Op::Burst { port, .. } | Op::Status { port, .. } | Op::NoAuth { port } => port < state.ports,
             Op::Helper { port } | Op::Foreign { port, .. } => port < state.ports && !state.held(port),
             Op::Spawn { inst: i } => state.alive(i, Kind::Helper).is_some_and(|i| i.children < MAX_CHILDREN),
             Op::Crash { inst: i, .. } => state.alive(i, Kind::Helper).is_some(),
@@ -688,7 +688,20 @@ impl StateMachineTest for Processes {
             }
             Op::Foreign { port, answers } => sys.foreign[port] = Some(ForeignHolder::bind(sys.ports[port], answers)),
             Op::ForeignClose { port } => sys.foreign[port] = None,
-            Op::Status { port } => {
+            Op::Status { port, closed_stdout: true } => {
+                // CLI-4: nobody reads the line; still no panic, and the exit code tells the state.
+                let mut cmd = Command::new(gateway_bin());
+                cmd.args(["status", "--port", &sys.ports[port].to_string()]).env_remove("GATEWAY_PORT");
+                let (status, err) = run_with_closed_stdout(cmd);
+                let want = match model.holding(port) {
+                    Holding::Free => 3,
+                    Holding::LiveGateway(_) => 0,
+                    Holding::Foreign { answers: true } => 4,
+                    Holding::Foreign { answers: false } | Holding::Silent(_) => 5,
+                };
+                assert!(status.code() == Some(want) && !err.contains("panicked"), "CLI-4, OPS-2: {status:?}, stderr {err:?}, want {want}");
+            }
+            Op::Status { port, closed_stdout: false } => {
                 let p = sys.ports[port];
                 let holding = model.holding(port);
                 let pid = sys.holding_pid(holding);
@@ -768,7 +781,7 @@ prop_state_machine! {
 
     /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, CLI-3 (every
     /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, REL-3, SHUT-1,
-    /// SHUT-3, OPS-1, OPS-2, OPS-7, DOOR-2: random starts, bursts, helpers that spawn children and
+    /// SHUT-3, OPS-1, OPS-2, OPS-7, DOOR-2, CLI-4: random starts, bursts, helpers that spawn children and
     /// crash, signals, clients, foreign listeners, `status` and unauthenticated wildcard binds against
     /// the reference model.
     #[test]

@@ -338,6 +338,27 @@ pub fn run_cmd_within(mut cmd: Command, deadline: Duration) -> (ExitStatus, Stri
     (status, out.join().unwrap(), err.join().unwrap())
 }
 
+/// Runs `cmd` to completion (bounded) with a stdout whose reader is already closed (CLI-4): every
+/// write to it fails with `EPIPE`. Returns the exit status and stderr.
+pub fn run_with_closed_stdout(mut cmd: Command) -> (ExitStatus, String) {
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    drop(reader);
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(writer)).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let Some(status) = wait_with_deadline(&mut child, DEADLINE) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit before the deadline");
+    };
+    (status, err.join().unwrap())
+}
+
 /// A `gateway` command with args.
 pub fn gateway_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(gateway_bin());
