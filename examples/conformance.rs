@@ -1201,6 +1201,7 @@ fn not_applicable(id: &str, claims: &Claims) -> &'static str {
     match id {
         "LOCK-4" | "ERR-2" => "the template has no {host}",
         "CLI-3" => "needs the environment, not only a command template",
+        "CLI-4" => "`status`, `stop` and `verify` are this binary's own subcommands",
         "REL-3" => "needs the implementation to spawn a child; check close-on-exec in the port's own tests",
         "OPS-1" if !claims.names_holder => "naming the holder not claimed (no --names-holder)",
         id if (id.starts_with("PROTO-") || id.starts_with("DOOR-")) && claims.token.is_none() => "protocol not claimed (no --token)",
