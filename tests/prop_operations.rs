@@ -51,7 +51,7 @@ use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, Sig};
+use common::process_model::{case_dir, config, end, free_ports, wait_stopped, Life, Sig};
 use common::{gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -285,16 +285,6 @@ struct Instance {
 impl Instance {
     fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
-    }
-}
-
-/// Continues and kills `child` unless it has been reaped: nothing outlives its case, also when an
-/// assertion fails mid-step.
-fn end(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

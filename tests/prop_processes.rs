@@ -48,7 +48,7 @@ use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, Sig};
+use common::process_model::{case_dir, config, end, free_ports, wait_stopped, Life, Sig};
 use common::{
     gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
     wait_with_deadline, ws_connect, Ws, DEADLINE,
@@ -284,11 +284,7 @@ impl Drop for Instance {
     /// Continues and kills the process (a no-op once it has been reaped): nothing outlives its
     /// case, also when an assertion fails mid-step (e.g. two winners of a burst).
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGCONT);
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        end(&mut self.child);
     }
 }
 
@@ -363,9 +359,7 @@ struct Contender(Option<Child>, UnixDatagram);
 impl Drop for Contender {
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-            let _ = child.kill();
-            let _ = child.wait();
+            end(child);
         }
     }
 }

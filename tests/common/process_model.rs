@@ -4,10 +4,11 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::test_runner::Config;
 
@@ -95,4 +96,14 @@ pub fn case_dir(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}-{case}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Continues and kills `child` unless it has been reaped: nothing outlives its case, also when an
+/// assertion fails mid-step (a stopped process is continued first, so that it dies at once).
+pub fn end(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
