@@ -40,18 +40,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use common::process_model::{case_dir, config, end, free_ports, wait_stopped, Life, Sig};
 use common::{
     gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
-    wait_with_deadline, ws_connect, Ws, DEADLINE,
+    wait_with_deadline, ws_connect, ForeignListener, Ws, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -288,44 +286,6 @@ impl Drop for Instance {
     }
 }
 
-/// A listener of the test itself (LOCK-2's foreign holder). Closing it stops the answering
-/// thread first (woken by a connection of its own), so the socket is really closed on drop.
-struct ForeignHolder {
-    listener: Arc<TcpListener>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ForeignHolder {
-    fn bind(port: u16, answers: bool) -> Self {
-        // A plain std listener (SO_REUSEADDR, like most servers): not a gateway.
-        let listener = Arc::new(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("LOCK-2: the model says the port is free"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = answers.then(|| {
-            let (listener, stop) = (Arc::clone(&listener), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    drop(conn);
-                }
-            })
-        });
-        ForeignHolder { listener, stop, thread }
-    }
-}
-
-impl Drop for ForeignHolder {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect_timeout(&self.listener.local_addr().unwrap(), DEADLINE);
-            thread.join().unwrap();
-        }
-    }
-}
-
 /// The real system of one case. Dropping it continues and kills every process it started.
 struct System {
     ports: Vec<u16>,
@@ -334,7 +294,7 @@ struct System {
     scratch: PathBuf,
     spawned: usize,
     /// The test's own (foreign) listeners, by port index.
-    foreign: Vec<Option<ForeignHolder>>,
+    foreign: Vec<Option<ForeignListener>>,
     /// By model instance id; `None` once gone (reaped).
     instances: Vec<Option<Instance>>,
     /// Children the helpers spawned (REL-3): they outlive the helper and are killed on drop.
@@ -680,7 +640,10 @@ impl StateMachineTest for Processes {
                     while ws.read().is_ok() {}
                 }
             }
-            Op::Foreign { port, answers } => sys.foreign[port] = Some(ForeignHolder::bind(sys.ports[port], answers)),
+            Op::Foreign { port, answers } => {
+                // LOCK-2: the model says the port is free.
+                sys.foreign[port] = Some(ForeignListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, sys.ports[port])), answers));
+            }
             Op::ForeignClose { port } => sys.foreign[port] = None,
             Op::Status { port, closed_stdout: true } => {
                 // CLI-4: nobody reads the line; still no panic, and the exit code tells the state.

@@ -366,32 +366,58 @@ pub fn gateway_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-/// A plain listener in the test process (a foreign holder, not a gateway). With `answer`, a
-/// thread accepts every connection and closes it at once (it "answers" with nothing); without,
-/// nothing ever accepts (connections wait in the backlog, like a hung process).
+/// A plain listener in the test process (a foreign holder, not a gateway: std's `SO_REUSEADDR`,
+/// like most servers). With `answer`, a thread accepts every connection and closes it at once (it
+/// "answers" with nothing); without, nothing ever accepts (connections wait in the backlog, like a
+/// hung process). Dropping it stops the thread first (woken by a connection of its own), so the
+/// socket is really closed.
 pub struct ForeignListener {
     pub addr: SocketAddr,
     listener: std::sync::Arc<std::net::TcpListener>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ForeignListener {
+    /// On an ephemeral loopback port.
     pub fn start(answer: bool) -> Self {
-        let listener = std::sync::Arc::new(std::net::TcpListener::bind("127.0.0.1:0").expect("bind foreign listener"));
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), answer)
+    }
+
+    /// On `addr`, which must be free.
+    pub fn bind(addr: SocketAddr, answer: bool) -> Self {
+        use std::sync::{atomic::AtomicBool, atomic::Ordering, Arc};
+        let listener = Arc::new(std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind foreign listener on {addr}: {e}")));
         let addr = listener.local_addr().unwrap();
-        if answer {
-            let l = std::sync::Arc::clone(&listener);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = answer.then(|| {
+            let (listener, stop) = (Arc::clone(&listener), Arc::clone(&stop));
             std::thread::spawn(move || {
-                for conn in l.incoming() {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     drop(conn);
                 }
-            });
-        }
-        ForeignListener { addr, listener }
+            })
+        });
+        ForeignListener { addr, listener, stop, thread }
     }
+
     /// The listener is still open and listening: a connection is accepted by the kernel.
     pub fn assert_still_listening(&self) {
         TcpStream::connect_timeout(&self.addr, DEADLINE).expect("the foreign listener must still be listening");
         let _ = &self.listener;
+    }
+}
+
+impl Drop for ForeignListener {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&self.addr, DEADLINE);
+            let _ = thread.join();
+        }
     }
 }
 
