@@ -177,6 +177,16 @@ pub enum Answer {
     NoAnswer,
 }
 
+impl Answer {
+    /// The health info, if a gateway answered.
+    pub fn health(&self) -> Option<&HealthInfo> {
+        match self {
+            Answer::Gateway(info) => Some(info),
+            _ => None,
+        }
+    }
+}
+
 /// Interprets the bytes a holder sent in reply to `GET /healthz` (read until it closed).
 pub fn parse_health_reply(reply: &[u8]) -> Answer {
     if reply.is_empty() {
@@ -340,10 +350,7 @@ impl Probe {
 
     /// The health info, if a gateway answered.
     pub fn health(&self) -> Option<&HealthInfo> {
-        match &self.answer {
-            Answer::Gateway(info) => Some(info),
-            _ => None,
-        }
+        self.answer.health()
     }
 
     /// The listening process, if found.
@@ -435,10 +442,7 @@ pub fn probe(addr: SocketAddr, budget: Duration) -> Probe {
         let listener = find_listener_row(addr);
         let owner = listener.map(|row| {
             let wait = HINT_WAIT.min(deadline.saturating_duration_since(Instant::now()));
-            let hint = match rx.recv_timeout(wait) {
-                Ok(Answer::Gateway(HealthInfo { pid: Some(pid), .. })) => Some(pid),
-                _ => None,
-            };
+            let hint = rx.recv_timeout(wait).ok().as_ref().and_then(Answer::health).and_then(|h| h.pid);
             owner_of_row(&row, hint, deadline)
         });
         (asked.join().unwrap_or(Answer::NoAnswer), owner)
@@ -448,11 +452,7 @@ pub fn probe(addr: SocketAddr, budget: Duration) -> Probe {
     // it is listed. Look once more, with the pid it reported.
     let owner = match owner {
         Err(Owner::NoListener) if answer != Answer::Refused => {
-            let hint = match &answer {
-                Answer::Gateway(HealthInfo { pid: Some(pid), .. }) => Some(*pid),
-                _ => None,
-            };
-            find_listener_row(addr).map(|row| owner_of_row(&row, hint, deadline))
+            find_listener_row(addr).map(|row| owner_of_row(&row, answer.health().and_then(|h| h.pid), deadline))
         }
         owner => owner,
     };
