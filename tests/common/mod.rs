@@ -318,45 +318,48 @@ pub fn run_cmd_to_exit(mut cmd: Command) -> (ExitStatus, String, String) {
 
 /// Runs a prepared command to completion within `deadline` (a test failure after it), draining
 /// both pipes while it runs so that a chatty child never blocks on a full pipe.
-pub fn run_cmd_within(mut cmd: Command, deadline: Duration) -> (ExitStatus, String, String) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+pub fn run_cmd_within(cmd: Command, deadline: Duration) -> (ExitStatus, String, String) {
+    run_with_stdout(cmd, Stdio::piped(), deadline)
+}
+
+/// Runs `cmd` to completion (bounded) with a stdout whose reader is already closed (CLI-4): every
+/// write to it fails with `EPIPE`. Returns the exit status and stderr.
+pub fn run_with_closed_stdout(mut cmd: Command) -> (ExitStatus, String) {
+    cmd.env("GATEWAY_LOG", "warn");
+    let (status, _, err) = run_with_stdout(cmd, closed_stdout(), DEADLINE);
+    (status, err)
+}
+
+/// A stdout for a child whose reader is already closed: every write to it fails with `EPIPE`.
+pub fn closed_stdout() -> Stdio {
+    // Close-on-exec, so that no other child spawned meanwhile inherits (and keeps) the reader.
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// Runs `cmd` with `stdout` to completion within `deadline`, draining whatever pipes it has;
+/// returns (status, stdout if piped, stderr).
+fn run_with_stdout(mut cmd: Command, stdout: Stdio, deadline: Duration) -> (ExitStatus, String, String) {
+    cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut s);
+            }
             s
         })
     };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let Some(status) = wait_with_deadline(&mut child, deadline) else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("{cmd:?} did not exit before the deadline");
     };
     (status, out.join().unwrap(), err.join().unwrap())
-}
-
-/// Runs `cmd` to completion (bounded) with a stdout whose reader is already closed (CLI-4): every
-/// write to it fails with `EPIPE`. Returns the exit status and stderr.
-pub fn run_with_closed_stdout(mut cmd: Command) -> (ExitStatus, String) {
-    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    drop(reader);
-    cmd.stdin(Stdio::null()).stdout(Stdio::from(writer)).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stderr = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let Some(status) = wait_with_deadline(&mut child, DEADLINE) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{cmd:?} did not exit before the deadline");
-    };
-    (status, err.join().unwrap())
 }
 
 /// A `gateway` command with args.
