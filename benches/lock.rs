@@ -100,17 +100,10 @@ fn wait_accepting(port: u16, since: Instant) -> Duration {
 /// successor's start.
 fn wait_until_watched(waiter: &Child) {
     let since = Instant::now();
-    let fds = format!("/proc/{}/fd", waiter.id());
     loop {
-        let inodes: Vec<u64> = std::fs::read_dir(&fds)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .filter_map(|link| gateway_lock::probe::socket_inode(&link.to_string_lossy()))
-            .collect();
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        if gateway_lock::probe::parse_proc_net_tcp(&table).iter().any(|r| r.state == 0x01 && inodes.contains(&r.inode)) {
+        let rows = gateway_lock::probe::parse_proc_net_tcp(&table);
+        if rows.iter().any(|r| r.state == 0x01 && gateway_lock::probe::holds_inode(waiter.id(), r.inode)) {
             return;
         }
         assert!(since.elapsed() < DEADLINE, "the --wait successor never watched the holder");
