@@ -430,13 +430,7 @@ pub struct StoppedGuard(pub Pid);
 impl StoppedGuard {
     pub fn stop(pid: Pid) -> Self {
         kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
-        // Wait (bounded) until the kernel reports the process as stopped.
-        let end = Instant::now() + DEADLINE;
-        while !gateway_lock::probe::is_stopped(pid.as_raw() as u32) {
-            assert!(Instant::now() < end, "process did not stop");
-            // Polling the kernel's process state; the deadline bounds it.
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        process_model::wait_stopped(pid, true);
         StoppedGuard(pid)
     }
 }
