@@ -734,7 +734,7 @@ impl StateMachineTest for Processes {
 }
 
 prop_state_machine! {
-    #![proptest_config(config(DEFAULT_CASES))]
+    #![proptest_config(config(DEFAULT_CASES, 400))]
 
     /// LOCK-1, LOCK-2, LOCK-3, LOCK-5 (a shared port would show two holders), LOCK-6, CLI-3 (every
     /// other start names its port only through GATEWAY_PORT), ERR-1, REL-1, REL-2, REL-3, SHUT-1,

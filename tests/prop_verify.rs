@@ -46,11 +46,11 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::Config;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+use common::process_model::config;
 use common::{gateway_bin, health_pid, run_cmd_within, Holder, DEADLINE};
 
 /// Cases run by default (`PROPTEST_CASES` overrides): campaigns of 7 verify runs each, replays
@@ -64,12 +64,6 @@ const RUN_DEADLINE: Duration = Duration::from_secs(60);
 const IDS: [&str; 10] = ["LOCK-1", "LOCK-3", "LOCK-6", "REL-1", "REL-2", "SHUT-1", "SHUT-2", "SHUT-3", "ERR-1", "SRV-2"];
 /// The name of the environment variable that marks the processes of one verify run.
 const MARKER: &str = "PROP_VERIFY_RUN";
-
-fn config(default_cases: u32) -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    // Bounded shrinking: each step runs verify against real processes; a broken gateway must fail CI soon.
-    Config { cases, max_shrink_iters: 64, max_shrink_time: 120_000, ..Config::default() }
-}
 
 /// The bad gateway's binary, built once.
 fn bad_gateway_bin() -> &'static PathBuf {
@@ -337,8 +331,8 @@ fn leftovers(marker_kv: &str, known: &[u32]) -> Vec<String> {
 fn free_port() -> u16 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| r.split_whitespace().next().and_then(|l| l.parse::<u16>().ok()))
-        .unwrap_or(32_768)
+        .and_then(|r| gateway_lock::probe::parse_port_range(&r))
+        .map_or(32_768, |(lo, _)| lo)
         .max(10_340);
     let mut rng = rand::rng();
     (0..1000)
@@ -557,7 +551,7 @@ fn holder_kind() -> impl Strategy<Value = HolderKind> {
 }
 
 proptest! {
-    #![proptest_config(config(CAMPAIGNS))]
+    #![proptest_config(config(CAMPAIGNS, 64))]
 
     /// VER-1 (exit 0 and `"ok":true` iff the subject has no defect; violations counted under the
     /// IDs the defect breaks, and printed), VER-2 (the schedule's counts are the seed's; the
@@ -572,7 +566,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(REPLAYS))]
+    #![proptest_config(config(REPLAYS, 64))]
 
     /// VER-2 end to end: the command line a failed run prints (or, for a passing run, the same
     /// flags) replays the schedule: the counts that depend on it alone are the same in both runs,
@@ -618,7 +612,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(HELD_PORTS))]
+    #![proptest_config(config(HELD_PORTS, 64))]
 
     /// VER-4: whatever holds `--port`, verify exits 3 at once with the exact message, starts no
     /// process, and the holder still listens (and a gateway still answers as itself).

@@ -1,6 +1,7 @@
-//! What the proptest state machines over real processes (`tests/prop_processes.rs`,
-//! `tests/prop_operations.rs`) share: the signals they send, the life of a process as their models
-//! see it, and their proptest configuration.
+//! What the proptest suites over real processes share: the signals the state machines
+//! (`tests/prop_processes.rs`, `tests/prop_operations.rs`) send, the life of a process as their
+//! models see it, ending processes, ports and scratch directories; and the proptest configuration
+//! of those and of `tests/prop_verify.rs`.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
@@ -76,11 +77,11 @@ pub fn wait_stopped(pid: Pid, want: bool) {
 }
 
 /// The proptest configuration: `default_cases` unless `PROPTEST_CASES` says otherwise; shrinking
-/// bounded in steps and in time, since each step re-runs real processes and a broken gateway must
-/// fail CI soon.
-pub fn config(default_cases: u32) -> Config {
+/// bounded in steps (`max_shrink_iters`) and in time, since each step re-runs real processes and a
+/// broken gateway must fail CI soon.
+pub fn config(default_cases: u32, max_shrink_iters: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default_cases);
-    Config { cases, max_shrink_iters: 400, max_shrink_time: 120_000, ..Config::default() }
+    Config { cases, max_shrink_iters, max_shrink_time: 120_000, ..Config::default() }
 }
 
 /// `n` distinct free loopback ports from the OS for one case (released again before it uses them).
