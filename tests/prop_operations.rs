@@ -47,11 +47,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use common::process_model::{case_dir, config, end, free_ports, wait_stopped, Life, Sig};
+use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
 use common::{gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -275,7 +275,7 @@ impl ReferenceStateMachine for Reference {
 
 /// One real instance: a `gateway` process that printed its ready line and holds (or held) a port.
 struct Instance {
-    child: Child,
+    child: OwnedChild,
     /// Kept open (unread: the gateway writes a line or two at `warn`) so writes never fail.
     _stderr: Option<ChildStderr>,
     /// WebSocket clients that never read (dropped with the instance).
@@ -284,13 +284,7 @@ struct Instance {
 
 impl Instance {
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        end(&mut self.child);
+        self.child.pid()
     }
 }
 
@@ -299,36 +293,20 @@ impl Drop for Instance {
 struct Waiter {
     id: usize,
     /// `None` once it became an [`Instance`].
-    child: Option<Child>,
+    child: Option<OwnedChild>,
     stderr: Option<ChildStderr>,
 }
 
 impl Waiter {
     fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            end(child);
-        }
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 }
 
 /// A spawned `gateway run` whose outcome is not known yet; killed (continued first) if dropped unsettled.
 struct Spawned {
-    child: Option<Child>,
+    child: OwnedChild,
     first_line: Receiver<FirstLine>,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            end(child);
-        }
-    }
 }
 
 /// A process's first stdout line (empty: it ended without one), tagged with who wrote it.
@@ -441,28 +419,27 @@ impl System {
     }
 
     fn spawn(mut cmd: Command) -> Spawned {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn gateway");
+        let mut child =
+            OwnedChild::new(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn gateway"));
         let (tx, rx) = mpsc::channel();
         forward_first_line(child.stdout.take().unwrap(), 0, tx);
-        Spawned { child: Some(child), first_line: rx }
+        Spawned { child, first_line: rx }
     }
 
     /// Waits (bounded) for the ready line or the exit of a spawned `gateway run`.
-    fn settle(mut spawned: Spawned, port: u16) -> Outcome {
+    fn settle(spawned: Spawned, port: u16) -> Outcome {
         let line = match spawned.first_line.recv_timeout(DEADLINE) {
             Ok((_, line)) => line,
             Err(_) => panic!("gateway run on port {port} printed nothing and did not exit within {DEADLINE:?}"),
         };
-        let mut child = spawned.child.take().unwrap();
+        let mut child = spawned.child;
         if !line.is_empty() {
             assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1/LOCK-3: the ready line");
             let stderr = child.stderr.take();
             return Outcome::Ready(Instance { child, _stderr: stderr, clients: Vec::new() });
         }
-        let Some(status) = wait_with_deadline(&mut child, DEADLINE) else {
-            end(&mut child);
-            panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}");
-        };
+        let status = wait_with_deadline(&mut child, DEADLINE)
+            .unwrap_or_else(|| panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}"));
         let mut err = String::new();
         child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
         Outcome::Refused(status.code(), err)
@@ -573,13 +550,14 @@ impl StateMachineTest for Operations {
             Op::Wait { port, k } => {
                 let p = sys.ports[port];
                 for _ in 0..k {
-                    let mut child = sys
-                        .run_command(port, None, &[WAIT_FLAG])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                        .expect("spawn waiter");
+                    let mut child = OwnedChild::new(
+                        sys.run_command(port, None, &[WAIT_FLAG])
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::piped())
+                            .spawn()
+                            .expect("spawn waiter"),
+                    );
                     let id = sys.next_waiter;
                     sys.next_waiter += 1;
                     forward_first_line(child.stdout.take().unwrap(), id, sys.lines[port].0.clone());

@@ -44,9 +44,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 
-use common::process_model::{case_dir, config, end, free_ports, wait_stopped, Life, Sig};
+use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
 use common::{
     gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
     wait_with_deadline, ws_connect, ForeignListener, Ws, DEADLINE,
@@ -261,7 +261,7 @@ impl ReferenceStateMachine for Reference {
 
 /// One real instance: a process that printed its ready line.
 struct Instance {
-    child: Child,
+    child: OwnedChild,
     port: u16,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -274,15 +274,7 @@ struct Instance {
 
 impl Instance {
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-}
-
-impl Drop for Instance {
-    /// Continues and kills the process (a no-op once it has been reaped): nothing outlives its
-    /// case, also when an assertion fails mid-step (e.g. two winners of a burst).
-    fn drop(&mut self) {
-        end(&mut self.child);
+        self.child.pid()
     }
 }
 
@@ -314,15 +306,7 @@ impl Drop for System {
 
 /// A spawned contender (killed, continued first, if dropped unsettled) and the service
 /// manager's end of its `NOTIFY_SOCKET`.
-struct Contender(Option<Child>, UnixDatagram);
-
-impl Drop for Contender {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            end(child);
-        }
-    }
-}
+struct Contender(OwnedChild, UnixDatagram);
 
 /// How a start ended.
 enum Outcome {
@@ -353,7 +337,7 @@ fn spawn_gateway(port: u16, state: &Path, via_env: bool) -> Contender {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    Contender(Some(child), notify)
+    Contender(OwnedChild::new(child), notify)
 }
 
 /// Every notification queued on `socket` so far (the sender has exited or sent already).
@@ -381,29 +365,27 @@ fn expect_notification(socket: &UnixDatagram, state: &str) {
 }
 
 /// Waits (bounded) for the ready line or the exit of a contender.
-fn settle(mut contender: Contender, port: u16) -> Outcome {
-    // The child stays in `contender` (killed if dropped) until it is an `Instance` or has exited,
-    // so a failed check below leaves no process behind.
-    let child = contender.0.as_mut().unwrap();
+fn settle(contender: Contender, port: u16) -> Outcome {
+    // The child is an `OwnedChild` throughout: a failed check below leaves no process behind.
+    let Contender(mut child, notify) = contender;
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
     if !line.is_empty() {
-        let mut child = contender.0.take().unwrap();
         let stderr = child.stderr.take();
-        let notify = Some(contender.1.try_clone().unwrap());
-        let instance = Instance { child, port, stdin: None, stdout, _stderr: stderr, notify, clients: Vec::new() };
+        let manager = notify.try_clone().unwrap();
+        let instance = Instance { child, port, stdin: None, stdout, _stderr: stderr, notify: Some(manager), clients: Vec::new() };
         assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1: the ready line");
         // OPS-7: readiness is announced once the port is held.
-        expect_notification(&contender.1, "READY=1");
+        expect_notification(&notify, "READY=1");
         return Outcome::Ready(instance);
     }
-    let status = wait_with_deadline(child, DEADLINE)
+    let status = wait_with_deadline(&mut child, DEADLINE)
         .unwrap_or_else(|| panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}"));
     let (mut out, mut err) = (String::new(), String::new());
     stdout.read_to_string(&mut out).unwrap();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     // OPS-7: a refused start announces nothing.
-    let sent = notifications(&contender.1);
+    let sent = notifications(&notify);
     assert!(sent.is_empty(), "OPS-7: a refused start sent {sent:?}");
     Outcome::Refused(status.code(), out, err)
 }
@@ -582,16 +564,17 @@ impl StateMachineTest for Processes {
             }
             Op::Helper { port } => {
                 let p = sys.ports[port];
-                let mut child = Command::new(helper_bin())
-                    .arg(p.to_string())
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn crash_helper");
+                let mut child = OwnedChild::new(
+                    Command::new(helper_bin())
+                        .arg(p.to_string())
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn crash_helper"),
+                );
                 let stdout = BufReader::new(child.stdout.take().unwrap());
                 let stdin = child.stdin.take();
-                // An `Instance` from the start: killed when dropped, also if a check fails.
                 let mut inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
                 let line = read_line_with_deadline(&mut inst.stdout, DEADLINE);
                 assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "the helper's ready line on free port {p}");

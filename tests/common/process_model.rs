@@ -99,12 +99,42 @@ pub fn case_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-/// Continues and kills `child` unless it has been reaped: nothing outlives its case, also when an
-/// assertion fails mid-step (a stopped process is continued first, so that it dies at once).
-pub fn end(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-        let _ = child.kill();
-        let _ = child.wait();
+/// A child process that is continued and killed when dropped, unless it has been reaped:
+/// nothing outlives its case, also when an assertion fails mid-step (a stopped process is
+/// continued first, so that it dies at once). Derefs to the [`Child`].
+pub struct OwnedChild(Child);
+
+impl OwnedChild {
+    /// Takes ownership of `child`.
+    pub fn new(child: Child) -> Self {
+        OwnedChild(child)
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+}
+
+impl std::ops::Deref for OwnedChild {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OwnedChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for OwnedChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGCONT);
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
