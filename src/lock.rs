@@ -82,6 +82,8 @@ impl GatewayLockError {
 /// `EADDRINUSE` from `bind` *or* `listen` (two contenders may both bind with `SO_REUSEADDR`
 /// before either listens; only one `listen` succeeds) maps to
 /// [`GatewayLockError::AlreadyListening`]; every other failure to [`GatewayLockError::Bind`].
+/// A refused `listen` is retried ([`listen_retrying`]): Linux marks a socket listening before it
+/// checks the port, so two simultaneous `listen` calls can each see the other and both fail.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
     let url = WsUrl(addr);
     let fail = |err| GatewayLockError::from_io(url, err);
@@ -91,9 +93,30 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
         socket.set_only_v6(true).map_err(fail)?;
     }
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    listen_retrying(|| socket.listen(LISTEN_BACKLOG)).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
+}
+
+/// How often a `listen` refused with `EADDRINUSE` is tried in all.
+const LISTEN_ATTEMPTS: usize = 4;
+
+/// Calls `listen` until it succeeds, fails otherwise than with `EADDRINUSE`, or has been refused
+/// [`LISTEN_ATTEMPTS`] times (LOCK-6). A real holder refuses every attempt at once; two
+/// contenders whose simultaneous `listen` calls both failed (each saw the other's socket marked
+/// listening before the kernel had checked it) are most unlikely to collide again: one of their
+/// retries takes the port.
+pub fn listen_retrying(mut listen: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match listen() {
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && attempt < LISTEN_ATTEMPTS => {
+                attempt += 1;
+                std::thread::yield_now();
+            }
+            result => return result,
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -167,6 +190,35 @@ mod tests {
         assert_eq!(parse_host("[::1]"), Ok("::1".parse().unwrap()));
         assert_eq!(parse_host(""), Err(HostError::Empty));
         assert!(matches!(parse_host("example.com"), Err(HostError::NotLiteral(_))));
+    }
+
+    /// LOCK-6: a `listen` refused with `EADDRINUSE` is tried again, a bounded number of times;
+    /// other errors are not retried.
+    #[test]
+    fn lock6_refused_listen_is_retried_a_bounded_number_of_times() {
+        let in_use = || io::Error::from(io::ErrorKind::AddrInUse);
+        let mut calls = 0;
+        let once_refused = listen_retrying(|| {
+            calls += 1;
+            if calls == 1 {
+                Err(in_use())
+            } else {
+                Ok(())
+            }
+        });
+        assert!(once_refused.is_ok() && calls == 2, "a simultaneous listen that failed once gets the port");
+        let mut calls = 0;
+        let held = listen_retrying(|| {
+            calls += 1;
+            Err(in_use())
+        });
+        assert_eq!((held.unwrap_err().kind(), calls), (io::ErrorKind::AddrInUse, LISTEN_ATTEMPTS), "a real holder");
+        let mut calls = 0;
+        let other = listen_retrying(|| {
+            calls += 1;
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert_eq!((other.unwrap_err().kind(), calls), (io::ErrorKind::PermissionDenied, 1));
     }
 
     #[test]
