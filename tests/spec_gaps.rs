@@ -332,3 +332,36 @@ fn door4_an_evicted_connection_is_closed_without_an_answer() {
     let (_newcomer, _) = ws_handshake(gw.addr, TEST_TOKEN);
     assert_eq!(ws_recv(&mut oldest), Received::Close(1006, String::new()), "no close frame, the connection just ends");
 }
+
+/// PROTO-2 (`policy.maxBufferedBytes`): the gateway does not buffer without bound for a client
+/// that never reads: it stops reading that client's requests (so the client's own writes block
+/// once the kernel's buffers are full), while other clients are served as before.
+#[test]
+fn proto2_a_client_that_never_reads_is_not_buffered_for_without_bound() {
+    let scratch = Scratch::new("backpressure");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    let (mut greedy, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    // Masked client frames with a zero mask key (the payload goes as it is), many per write.
+    let request = br#"{"type":"req","id":"g","method":"health"}"#;
+    let mut frame = vec![0x81, 0x80 | request.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(request);
+    let batch = frame.repeat(64 * 1024 / frame.len());
+    let stream = greedy.get_mut();
+    stream.set_write_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    // The reference blocks after about 5 MB (the kernel's buffers on loopback).
+    let limit = 64 * 1024 * 1024;
+    let mut written = 0;
+    let blocked = loop {
+        match stream.write(&batch) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break true,
+            Err(e) => panic!("write failed after {written} bytes: {e}"),
+        }
+        if written > limit {
+            break false;
+        }
+    };
+    assert!(blocked, "{written} bytes of requests written and the gateway still reads them: it buffers the responses without bound");
+    let (mut other, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    assert_eq!(ws_call(&mut other, "h", "health")["ok"], true);
+}
