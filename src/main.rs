@@ -15,7 +15,10 @@ fn main() -> ExitCode {
             return ExitCode::from(err.exit_code() as u8);
         }
     };
-    gateway_lock::logging::init();
+    if let Err(err) = gateway_lock::logging::init() {
+        eprintln!("error: {err}");
+        return ExitCode::from(exit_code::USAGE);
+    }
     match cli.command {
         Command::Run(args) => match gateway::run(&args) {
             Ok(()) => {

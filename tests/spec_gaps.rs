@@ -1,0 +1,367 @@
+//! Behaviour a port author asked about and the spec now states (issue 11, item 6): empty
+//! environment variables, how hosts print, fields of `hello-ok` the client did not send, the
+//! types `connect` accepts, the reply to a client's close, HTTP details, when an exchange is
+//! finished during a drain, and what an evicted connection sees. Real processes, ephemeral
+//! loopback ports, each test its own scratch directory.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+/// A fresh, empty directory for one test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("gateway-lock-spec-gaps-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `gateway ARGS` with `HOME`, `XDG_STATE_HOME` and `TMPDIR` in `scratch`, and no `GATEWAY_*`
+/// variable inherited from the test's environment.
+fn cmd_in(scratch: &Scratch, args: &[&str]) -> Command {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(args).env("HOME", &scratch.0).env("XDG_STATE_HOME", scratch.0.join("state")).env("TMPDIR", &scratch.0);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GATEWAY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd` to its exit (bounded), keeping the `GATEWAY_LOG` it was given.
+fn exit_of(cmd: Command) -> (ExitStatus, String, String) {
+    run_cmd_within(cmd, DEADLINE)
+}
+
+/// Spawns `cmd` and returns it with its ready line, exactly as printed.
+fn start_raw(mut cmd: Command) -> (Holder, String) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let line = read_line_with_deadline(&mut stdout, DEADLINE);
+    let addr: SocketAddr = line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("{line:?}")).parse().unwrap();
+    (Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout }, line)
+}
+
+/// CLI-3: a variable set to the empty string is a bad value of its flag (usage error, exit 2,
+/// nothing on stdout, no listener), never "unset"; a flag given on the command line wins over
+/// it. `GATEWAY_LOG` takes the six level names in any ASCII case; anything else is refused too.
+#[test]
+fn cli3_empty_variables_are_bad_values_and_gateway_log_is_checked() {
+    let scratch = Scratch::new("env");
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("GATEWAY_PORT", &["run", "--token", TEST_TOKEN], "'--port <PORT>'"),
+        ("GATEWAY_HOST", &["run", "--port", "0", "--token", TEST_TOKEN], "'--host <HOST>'"),
+        ("GATEWAY_TOKEN", &["run", "--port", "0"], "'--token <TOKEN>'"),
+        ("GATEWAY_TOKEN_FILE", &["run", "--port", "0"], "'--token-file <PATH>'"),
+        ("GATEWAY_PROFILE", &["run", "--port", "0", "--token", TEST_TOKEN], "'--profile <PROFILE>'"),
+        ("GATEWAY_LOG", &["run", "--port", "0", "--token", TEST_TOKEN], "'GATEWAY_LOG'"),
+    ];
+    for (var, args, names) in cases {
+        let mut cmd = cmd_in(&scratch, args);
+        cmd.env(var, "");
+        let (status, out, err) = exit_of(cmd);
+        assert_eq!(status.code(), Some(2), "{var}: {err}");
+        assert_eq!(out, "", "{var}");
+        assert!(err.starts_with("error: ") && err.lines().next().unwrap().contains(names), "{var}: {err}");
+    }
+    assert!(!scratch.0.join("state").exists(), "a refused start generated a token");
+    let mut cmd = cmd_in(&scratch, &["status", "--port", "1"]);
+    cmd.env("GATEWAY_LOG", "verbose");
+    let (_, _, err) = exit_of(cmd);
+    assert_eq!(err, "error: invalid value 'verbose' for 'GATEWAY_LOG': expected one of off, error, warn, info, debug, trace\n");
+    // Upper case is a level; the command then does its job (port 1 is free: exit 3).
+    let mut cmd = cmd_in(&scratch, &["status", "--port", "1"]);
+    cmd.env("GATEWAY_LOG", "WARN");
+    assert_eq!(exit_of(cmd).0.code(), Some(3));
+    // The flag wins over the empty variable.
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_PORT", "");
+    let (gw, _) = start_raw(cmd);
+    assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
+}
+
+/// LOCK-4: `::` is IPv6 only (an IPv4 gateway on the same port is not refused), and IPv6 hosts
+/// print in their canonical form, bracketed, whatever spelling was asked for.
+#[test]
+fn lock4_the_ipv6_wildcard_is_ipv6_only_and_hosts_print_canonically() {
+    let scratch = Scratch::new("ipv6");
+    let (wild, line) = start_raw(cmd_in(&scratch, &["run", "--host", "::", "--port", "0", "--token", TEST_TOKEN]));
+    assert_eq!(line, format!("listening on ws://[::]:{}\n", wild.port()));
+    let port = wild.port().to_string();
+    let (v4, line) = start_raw(cmd_in(&scratch, &["run", "--host", "127.0.0.1", "--port", &port, "--token", TEST_TOKEN]));
+    assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"));
+    drop((wild, v4));
+    let (v6, line) = start_raw(cmd_in(&scratch, &["run", "--host", "0:0:0:0:0:0:0:1", "--port", "0", "--token", TEST_TOKEN]));
+    assert_eq!(line, format!("listening on ws://[::1]:{}\n", v6.port()));
+}
+
+/// LOCK-4, DOOR-2: an IPv4-mapped address is an IPv6 address: printed as `::ffff:a.b.c.d`,
+/// loopback when its IPv4 part is (so no token is needed), and never bound, because the
+/// gateway's IPv6 sockets are IPv6 only: ERR-2, exit 4. A mapped address that is not loopback
+/// needs a token (exit 7).
+#[test]
+fn lock4_ipv4_mapped_hosts_print_mapped_and_fail_to_bind() {
+    let scratch = Scratch::new("mapped");
+    for host in ["::ffff:127.0.0.1", "[::FFFF:7F00:1]"] {
+        let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", host, "--port", "0"]));
+        assert_eq!(status.code(), Some(4), "{host}: {err}");
+        assert_eq!(out, "");
+        let prefix = "GatewayLockError: failed to bind gateway socket on ws://[::ffff:127.0.0.1]:0: ";
+        assert!(err.starts_with(prefix) && err.lines().count() == 1, "{host}: {err}");
+    }
+    let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", "::ffff:10.0.0.1", "--port", "0"]));
+    assert_eq!((status.code(), out.as_str(), err.as_str()), (Some(7), "", "Refusing to bind gateway to ::ffff:10.0.0.1 without auth.\n"));
+    assert!(!scratch.0.join("state").exists(), "a refused start generated a token");
+}
+
+/// ERR-1, CLI-1: `localhost` (any case) means 127.0.0.1 and prints as `127.0.0.1`, in the ready
+/// line and in the refusal.
+#[test]
+fn err1_localhost_prints_as_127_0_0_1() {
+    let scratch = Scratch::new("localhost");
+    let (gw, line) = start_raw(cmd_in(&scratch, &["run", "--host", "localhost", "--port", "0", "--token", TEST_TOKEN]));
+    assert_eq!(line, format!("listening on ws://127.0.0.1:{}\n", gw.port()));
+    let port = gw.port().to_string();
+    let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", "LocalHost", "--port", &port, "--token", TEST_TOKEN]));
+    assert!(matches!(status.code(), Some(3 | 5)), "{err}");
+    assert_eq!(out, "");
+    assert_eq!(err.lines().next(), Some(held_message(&format!("ws://127.0.0.1:{port}")).as_str()));
+}
+
+/// A `connect` request with these params.
+fn connect_with(params: Value) -> String {
+    json!({"type": "req", "id": "c1", "method": "connect", "params": params}).to_string()
+}
+
+/// `connect` params with the right token and nothing optional.
+fn minimal_params() -> Value {
+    json!({"minProtocol": 4, "maxProtocol": 4, "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+           "auth": {"token": TEST_TOKEN}})
+}
+
+/// PROTO-2, PROTO-9: `server.host` is the bound address as `/healthz` reports it (no brackets);
+/// without `role` and `scopes` the client gets `operator` and `[]`, otherwise what it asked for;
+/// the first event after `hello-ok` has `seq` 1.
+#[test]
+fn proto2_hello_ok_server_host_default_auth_and_first_seq() {
+    let scratch = Scratch::new("hello");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--host", "::1", "--port", "0", "--token", TEST_TOKEN, "--tick-interval-ms", "50"]));
+    let mut ws = ws_connect(gw.addr);
+    ws_json(&mut ws);
+    ws_send(&mut ws, &connect_with(minimal_params()));
+    let hello = ws_json(&mut ws);
+    assert_eq!(hello["payload"]["server"]["host"], "::1", "{hello}");
+    assert_eq!(json_body(&http_get(gw.addr, "/healthz"))["host"], "::1");
+    assert_eq!(hello["payload"]["auth"], json!({"role": "operator", "scopes": []}));
+    let first = ws_json(&mut ws);
+    assert_eq!((first["event"].as_str(), first["seq"].as_u64()), (Some("tick"), Some(1)), "{first}");
+    assert_eq!(ws_json(&mut ws)["seq"], 2);
+    let mut params = minimal_params();
+    params["role"] = json!("viewer");
+    params["scopes"] = json!(["a.read", "b"]);
+    let mut ws = ws_connect(gw.addr);
+    ws_json(&mut ws);
+    ws_send(&mut ws, &connect_with(params));
+    assert_eq!(ws_json(&mut ws)["payload"]["auth"], json!({"role": "viewer", "scopes": ["a.read", "b"]}));
+}
+
+/// The first frame `first` on a fresh connection: the response, then the close (code, reason).
+fn first_frame_outcome(addr: SocketAddr, first: &str) -> (Value, (u16, String)) {
+    let mut ws = ws_connect(addr);
+    ws_json(&mut ws);
+    ws_send(&mut ws, first);
+    let (frames, close) = ws_until_close(&mut ws);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    (frames[0].clone(), close)
+}
+
+/// PROTO-3, PROTO-10: a request id must be a non-empty string, else the response's `id` is
+/// `null`; `connect`'s integers are JSON integers (not `4.0`, not `"4"`), optional fields may be
+/// `null` except `scopes`, unknown fields are ignored; a bad id after `hello-ok` keeps the
+/// connection.
+#[test]
+fn proto3_connect_param_types_and_empty_ids() {
+    let scratch = Scratch::new("types");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    let first_not_connect = (1008, "invalid handshake: first request must be connect".to_string());
+    for id in [json!(""), json!(7), Value::Null] {
+        let frame = json!({"type": "req", "id": id, "method": "connect", "params": minimal_params()}).to_string();
+        let (reply, close) = first_frame_outcome(gw.addr, &frame);
+        assert_eq!((reply["id"].clone(), reply["error"]["code"].as_str()), (Value::Null, Some("INVALID_REQUEST")), "{id}");
+        assert_eq!(close, first_not_connect);
+    }
+    let bad_params = (1008, "invalid connect params".to_string());
+    for (field, value) in [("minProtocol", json!(4.0)), ("maxProtocol", json!("4")), ("minProtocol", json!(-1)), ("scopes", Value::Null)] {
+        let mut params = minimal_params();
+        params[field] = value.clone();
+        let (reply, close) = first_frame_outcome(gw.addr, &connect_with(params));
+        assert_eq!((reply["id"].as_str(), reply["error"]["code"].as_str()), (Some("c1"), Some("INVALID_REQUEST")), "{field}={value}");
+        assert_eq!(close, bad_params, "{field}={value}");
+    }
+    let mut params = minimal_params();
+    params["role"] = Value::Null;
+    params["caps"] = json!("anything");
+    params["device"] = json!({"x": 1});
+    params["client"]["instanceId"] = Value::Null;
+    let mut ws = ws_connect(gw.addr);
+    ws_json(&mut ws);
+    ws_send(&mut ws, &connect_with(params));
+    assert_eq!(ws_json(&mut ws)["payload"]["auth"]["role"], "operator");
+    ws_send(&mut ws, &json!({"type": "req", "id": "", "method": "health"}).to_string());
+    let reply = ws_json(&mut ws);
+    assert_eq!((reply["id"].clone(), reply["error"]["code"].as_str()), (Value::Null, Some("INVALID_REQUEST")));
+    assert_eq!(ws_call(&mut ws, "h", "health")["ok"], true);
+}
+
+/// PROTO-11: a close begun by the client is answered with a close frame carrying the client's
+/// own code (none when it sent none), before and after `hello-ok`; then the connection ends.
+#[test]
+fn proto11_a_client_close_is_answered_with_its_code() {
+    let scratch = Scratch::new("close");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    for (code, authenticated) in [(Some(1000), false), (Some(4000), false), (None, false), (Some(1001), true)] {
+        let mut ws = if authenticated { ws_handshake(gw.addr, TEST_TOKEN).0 } else { ws_connect(gw.addr) };
+        if !authenticated {
+            ws_json(&mut ws);
+        }
+        let frame = code.map(|c: u16| CloseFrame { code: CloseCode::from(c), reason: "bye".into() });
+        ws.close(frame).expect("send close");
+        let (frames, (got, _)) = ws_until_close(&mut ws);
+        assert!(frames.is_empty(), "{frames:?}");
+        assert_eq!(got, code.unwrap_or(1005), "client close {code:?}");
+    }
+    assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
+}
+
+/// A request head of exactly `len` bytes for `GET /healthz` with `fields` header fields.
+fn head_of(addr: SocketAddr, len: usize, fields: usize) -> Vec<u8> {
+    let mut head = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n");
+    for i in 2..fields {
+        head.push_str(&format!("X-F{i}: a\r\n"));
+    }
+    let pad = len - head.len() - "X-Pad: \r\n\r\n".len();
+    head.push_str(&format!("X-Pad: {}\r\n\r\n", "a".repeat(pad)));
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// SRV-3: the path is compared exactly, after cutting the query string; a body is never read
+/// and changes nothing; one request per connection; a head of 8192 bytes (request line to the
+/// empty line, CRLFs included) or of 32 fields is read, one byte or one field more is 431.
+#[test]
+fn srv3_query_strings_bodies_and_the_head_size_boundary() {
+    let scratch = Scratch::new("http");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    let addr = gw.addr;
+    let get = |target: &str, extra: &str| http_raw(addr, format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n").as_bytes());
+    for (target, want) in
+        [("/healthz?x=1", 200), ("/readyz?", 200), ("/healthz/", 404), ("/HEALTHZ", 404), ("/%68ealthz", 404), ("/?x=1", 426)]
+    {
+        assert!(get(target, "").starts_with(&format!("HTTP/1.1 {want} ")), "{target}");
+    }
+    assert!(get("/healthz", "Content-Length: 5\r\n").starts_with("HTTP/1.1 200 "));
+    let post = format!("POST /healthz HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\n\r\nhello");
+    assert!(http_raw(addr, post.as_bytes()).starts_with("HTTP/1.1 405 "));
+    let two = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\nGET /readyz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    assert_eq!(http_raw(addr, two.as_bytes()).matches("HTTP/1.1 ").count(), 1);
+    for (len, fields, want) in [(8192, 2, 200), (8193, 2, 431), (1000, 32, 200), (1000, 33, 431)] {
+        let response = http_raw(addr, &head_of(addr, len, fields));
+        assert!(response.starts_with(&format!("HTTP/1.1 {want} ")), "{len} bytes, {fields} fields: {response:?}");
+    }
+}
+
+/// REL-4, SHUT-2: during the drain an HTTP exchange is finished once the gateway has written the
+/// whole response and closed its side: a client that keeps its socket open afterwards is not
+/// waited for (no connection abandoned at the grace deadline).
+#[test]
+fn rel4_an_http_exchange_is_finished_once_the_response_is_written() {
+    let scratch = Scratch::new("drain");
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_LOG", "warn");
+    let (mut gw, _) = start_raw(cmd);
+    let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    let mut probe = TcpStream::connect_timeout(&gw.addr, DEADLINE).unwrap();
+    probe.set_read_timeout(Some(DEADLINE)).unwrap();
+    probe.write_all(b"GET /readyz HTTP/1.1\r\n").unwrap();
+    // A later request answered: the probe's connection was accepted and its bytes read.
+    assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
+    gw.signal(Signal::SIGTERM);
+    assert_eq!(ws_json(&mut ws)["event"], "shutdown");
+    drop(ws);
+    probe.write_all(format!("Host: {}\r\n\r\n", gw.addr).as_bytes()).unwrap();
+    let mut response = String::new();
+    probe.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    // The probe's socket stays open until the gateway has exited.
+    let status = common::wait_with_deadline(&mut gw.child, DEADLINE).expect("exit");
+    assert!(status.success());
+    let err = gw.take_stderr();
+    assert!(!err.contains("did not close within the grace period"), "{err}");
+    drop(probe);
+}
+
+/// DOOR-4: "closed at once": an evicted connection gets no answer at all (no HTTP response, no
+/// WebSocket close frame): its TCP connection simply ends when the newcomer is admitted.
+#[test]
+fn door4_an_evicted_connection_is_closed_without_an_answer() {
+    let scratch = Scratch::new("evict");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN, "--max-unauthenticated", "1"]));
+    let mut oldest = ws_connect(gw.addr);
+    assert_eq!(ws_json(&mut oldest)["event"], "connect.challenge");
+    let (_newcomer, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    assert_eq!(ws_recv(&mut oldest), Received::Close(1006, String::new()), "no close frame, the connection just ends");
+}
+
+/// PROTO-2 (`policy.maxBufferedBytes`): the gateway does not buffer without bound for a client
+/// that never reads: it stops reading that client's requests (so the client's own writes block
+/// once the kernel's buffers are full), while other clients are served as before.
+#[test]
+fn proto2_a_client_that_never_reads_is_not_buffered_for_without_bound() {
+    let scratch = Scratch::new("backpressure");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    let (mut greedy, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    // Masked client frames with a zero mask key (the payload goes as it is), many per write.
+    let request = br#"{"type":"req","id":"g","method":"health"}"#;
+    let mut frame = vec![0x81, 0x80 | request.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(request);
+    let batch = frame.repeat(64 * 1024 / frame.len());
+    let stream = greedy.get_mut();
+    stream.set_write_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+    // The reference blocks after about 5 MB (the kernel's buffers on loopback).
+    let limit = 64 * 1024 * 1024;
+    let mut written = 0;
+    let blocked = loop {
+        match stream.write(&batch) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break true,
+            Err(e) => panic!("write failed after {written} bytes: {e}"),
+        }
+        if written > limit {
+            break false;
+        }
+    };
+    assert!(blocked, "{written} bytes of requests written and the gateway still reads them: it buffers the responses without bound");
+    let (mut other, _) = ws_handshake(gw.addr, TEST_TOKEN);
+    assert_eq!(ws_call(&mut other, "h", "health")["ok"], true);
+}
