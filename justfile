@@ -14,11 +14,13 @@ check:
     cargo clippy --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
-# Unit and integration tests with real processes, sockets and signals.
+# Unit and integration tests with real processes, sockets and signals; the library's doctests
+# (`--all-targets` leaves them out).
 # (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
     cargo build --examples
     cargo test --all-targets
+    cargo test --doc
 
 # OpenClaw's own CLI against our gateway (opt-in, NOT part of `test`): installs Node 24 and
 # openclaw from npm into target/interop (about 650 MB), see docs/README-protocol.md.

@@ -26,11 +26,6 @@ pub fn ephemeral_range() -> Option<(u16, u16)> {
     None
 }
 
-/// Whether `pid` is stopped: unknown on this system, so no.
-pub fn is_stopped(_pid: u32) -> bool {
-    false
-}
-
 /// The uid owning `pid`: unknown on this system.
 pub fn process_uid(_pid: u32) -> Option<u32> {
     None

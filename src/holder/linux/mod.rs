@@ -13,8 +13,8 @@ pub(super) mod table;
 #[cfg(test)]
 mod tests;
 
-use procfs::{command_line, holds_inode, pid_of_inode};
-pub(crate) use procfs::{ephemeral_range, is_stopped, process_uid};
+use procfs::{command_line, holds_inode, is_stopped, pid_of_inode};
+pub(crate) use procfs::{ephemeral_range, process_uid};
 use table::{listener_in_tables, read_table, sock_diag, TcpRow};
 
 /// A listening socket found in the kernel's table.
