@@ -103,14 +103,12 @@ pub fn ready_line(addr: SocketAddr) -> String {
     format!("listening on {}", WsUrl(addr))
 }
 
-impl From<GatewayLockError> for RunError {
-    /// A refusal carries who holds the port: it is looked up here, bounded
-    /// (within 200 ms).
-    fn from(error: GatewayLockError) -> Self {
-        match error {
-            GatewayLockError::AlreadyListening { url } => RunError::Refused { holder: Box::new(holder::after_refusal(url.0)), error },
-            other => RunError::Lock(other),
-        }
+/// The error of a failed bind: a refusal carries who holds the port, looked up here within
+/// 200 ms (`OPS-1`); any other failure is [`RunError::Lock`].
+fn lock_error(error: GatewayLockError) -> RunError {
+    match error {
+        GatewayLockError::AlreadyListening { url } => RunError::Refused { holder: Box::new(holder::after_refusal(url.0)), error },
+        other => RunError::Lock(other),
     }
 }
 
@@ -123,7 +121,7 @@ pub fn run(settings: &RunSettings, mut on_event: impl FnMut(RunEvent<'_>)) -> Re
 
     // 1. The lock, before anything observable. `--wait`/`--replace` act only once a first bind
     //    has been refused (`OPS-4`, `OPS-5`).
-    let listener = takeover::acquire(settings.addr, settings.takeover)?;
+    let listener = takeover::acquire(settings.addr, settings.takeover).map_err(lock_error)?;
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
     // 1b. Only now that the port is held: the profile's state directory, locked for our lifetime
     //     (`OPS-6`), and the ephemeral-range warning (`OPS-1`).
