@@ -61,8 +61,11 @@ impl RunSettings {
 }
 
 /// What [`run`] tells its caller on the way, for it to show (the library prints nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum RunEvent<'a> {
+    /// The lock was refused ([`GatewayLockError::AlreadyListening`]): show it now. Who holds the
+    /// port is looked up next (within 200 ms) and returned in [`RunError::Refused`].
+    Refused(&'a GatewayLockError),
     /// No token was given: one was generated and stored in this file (never the token itself).
     TokenGenerated(&'a Path),
     /// The lock is held and the signal handlers are in place: announce `listening on URL`
@@ -103,11 +106,14 @@ pub fn ready_line(addr: SocketAddr) -> String {
     format!("listening on {}", WsUrl(addr))
 }
 
-/// The error of a failed bind: a refusal carries who holds the port, looked up here within
-/// 200 ms (`OPS-1`); any other failure is [`RunError::Lock`].
-fn lock_error(error: GatewayLockError) -> RunError {
+/// The error of a failed bind: a refusal is told at once ([`RunEvent::Refused`]), then carries who
+/// holds the port, looked up within 200 ms (`OPS-1`); any other failure is [`RunError::Lock`].
+fn lock_error(error: GatewayLockError, on_event: &mut impl FnMut(RunEvent<'_>)) -> RunError {
     match error {
-        GatewayLockError::AlreadyListening { url } => RunError::Refused { holder: Box::new(holder::after_refusal(url.0)), error },
+        GatewayLockError::AlreadyListening { url } => {
+            on_event(RunEvent::Refused(&error));
+            RunError::Refused { holder: Box::new(holder::after_refusal(url.0)), error }
+        }
         other => RunError::Lock(other),
     }
 }
@@ -121,7 +127,7 @@ pub fn run(settings: &RunSettings, mut on_event: impl FnMut(RunEvent<'_>)) -> Re
 
     // 1. The lock, before anything observable. `--wait`/`--replace` act only once a first bind
     //    has been refused (`OPS-4`, `OPS-5`).
-    let listener = takeover::acquire(settings.addr, settings.takeover).map_err(lock_error)?;
+    let listener = takeover::acquire(settings.addr, settings.takeover).map_err(|e| lock_error(e, &mut on_event))?;
     let addr = listener.local_addr().map_err(RunError::Runtime)?;
     // 1b. Only now that the port is held: the profile's state directory, locked for our lifetime
     //     (`OPS-6`), and the ephemeral-range warning (`OPS-1`).

@@ -111,3 +111,33 @@ fn run_code(err: &RunError) -> u8 {
         RunError::Unauthenticated(_) => run::UNAUTHENTICATED_BIND,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_lock::{Answer, HealthInfo, Owner, WsUrl};
+    use std::time::Duration;
+
+    fn holder(answer: Answer) -> Holder {
+        Holder { addr: "127.0.0.1:9".parse().unwrap(), owner: Owner::Unknown, answer, budget: Duration::from_millis(200) }
+    }
+
+    /// OPS-1, OPS-2: a refusal exits 5 when a live gateway holds the port, else 3; `status` has a
+    /// code per kind of holder (`spec/cli.md`, `spec/errors.md`).
+    #[test]
+    fn ops1_ops2_codes_follow_the_holder() {
+        let gateway = || Answer::Gateway(HealthInfo::default());
+        let refused = |answer| {
+            let url = WsUrl("127.0.0.1:9".parse().unwrap());
+            Outcome::Run(Err(RunError::Refused { error: GatewayLockError::AlreadyListening { url }, holder: Box::new(holder(answer)) }))
+        };
+        assert_eq!(code(&refused(gateway())), run::HELD_BY_GATEWAY);
+        assert_eq!(code(&refused(Answer::Other("answered 404".into()))), run::PORT_HELD);
+        assert_eq!(code(&refused(Answer::NoAnswer)), run::PORT_HELD);
+        let status = |answer| code(&Outcome::Status(holder(answer)));
+        assert_eq!(
+            [status(gateway()), status(Answer::Refused), status(Answer::Other(String::new())), status(Answer::NoAnswer)],
+            [0, 3, 4, 5]
+        );
+    }
+}

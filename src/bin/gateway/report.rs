@@ -17,9 +17,11 @@ pub fn print_line(line: impl std::fmt::Display) {
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
-/// Shows what `gateway run` reports on the way: the generated token's file, the ready line.
+/// Shows what `gateway run` reports on the way: a refusal's first line (ERR-1, at once, before the
+/// holder is looked up), the generated token's file, the ready line.
 pub fn run_event(event: RunEvent<'_>) {
     match event {
+        RunEvent::Refused(error) => eprintln!("GatewayLockError: {error}"),
         RunEvent::TokenGenerated(path) => {
             eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display())
         }
@@ -27,18 +29,19 @@ pub fn run_event(event: RunEvent<'_>) {
     }
 }
 
-/// Shows why `gateway run` failed on stderr: the error's line first (ERR-1 exactly for a refused
-/// lock); after a refusal, who holds the port and, if `asked_port` lies in the ephemeral range, a
-/// warning (`OPS-1`).
+/// Shows why `gateway run` failed on stderr: the error's line; after a refusal (whose ERR-1 line
+/// [`run_event`] has shown already), who holds the port and, if `asked_port` lies in the ephemeral
+/// range, a warning (`OPS-1`).
 pub fn run_error(err: &RunError, asked_port: u16) {
-    eprintln!("{err}");
-    if let RunError::Refused { holder, .. } = err {
-        for line in holder_lines(holder) {
-            eprintln!("{line}");
-        }
-        if let Some(warning) = ephemeral_port_warning(asked_port) {
-            eprintln!("warning: {warning}");
-        }
+    let RunError::Refused { holder, .. } = err else {
+        eprintln!("{err}");
+        return;
+    };
+    for line in holder_lines(holder) {
+        eprintln!("{line}");
+    }
+    if let Some(warning) = ephemeral_port_warning(asked_port) {
+        eprintln!("warning: {warning}");
     }
 }
 
