@@ -12,12 +12,15 @@ test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
 check:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
-# Unit and integration tests with real processes, sockets and signals.
+# Unit and integration tests with real processes, sockets and signals; the library's doctests
+# (`--all-targets` leaves them out).
 # (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
     cargo build --examples
     cargo test --all-targets
+    cargo test --doc
 
 # OpenClaw's own CLI against our gateway (opt-in, NOT part of `test`): installs Node 24 and
 # openclaw from npm into target/interop (about 650 MB), see docs/README-protocol.md.
@@ -42,7 +45,7 @@ model:
 loom:
     RUSTFLAGS="--cfg gateway_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-5}" \
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo test --test loom_lifecycle --release
+    cargo test --lib --release lifecycle::loom_tests
 
 # The fuzz targets (fuzz/fuzz_targets/*.rs); `fuzz-smoke` runs each of them.
 fuzz_targets := "http_head cli_args host_port protocol_frame frame_gate"

@@ -29,6 +29,14 @@ use futures_util::StreamExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+// The kernel's socket table and `/proc`, as the core reads them on Linux.
+#[allow(dead_code)]
+#[path = "../src/holder/linux/procfs.rs"]
+mod procfs;
+#[allow(dead_code)]
+#[path = "../src/holder/linux/table.rs"]
+mod table;
+
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// The gateway token of the measured gateways (when the build has `--token`).
@@ -102,8 +110,8 @@ fn wait_until_watched(waiter: &Child) {
     let since = Instant::now();
     loop {
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let rows = gateway_lock::probe::parse_proc_net_tcp(&table);
-        if rows.iter().any(|r| r.state == 0x01 && gateway_lock::probe::holds_inode(waiter.id(), r.inode)) {
+        let rows = table::parse_proc_net_tcp(&table);
+        if rows.iter().any(|r| r.state == 0x01 && procfs::holds_inode(waiter.id(), r.inode)) {
             return;
         }
         assert!(since.elapsed() < DEADLINE, "the --wait successor never watched the holder");
@@ -117,7 +125,7 @@ fn stop(mut child: Child) {
 }
 
 fn assert_free(port: u16) {
-    gateway_lock::lock::bind(addr(port)).unwrap_or_else(|e| panic!("port {port} should be free: {e}"));
+    gateway_lock::bind(addr(port)).unwrap_or_else(|e| panic!("port {port} should be free: {e}"));
 }
 
 fn time_to_lock(t: &Target, port: u16) -> Duration {
@@ -384,7 +392,7 @@ fn free_port() -> u16 {
     // Below the ephemeral range, so that no outgoing connection occupies it between runs.
     let listener = (20_000..32_000)
         .map(|p| p + (std::process::id() as u16 % 997) * 11)
-        .find_map(|p| gateway_lock::lock::bind(addr(p)).ok())
+        .find_map(|p| gateway_lock::bind(addr(p)).ok())
         .expect("a free port");
     listener.local_addr().unwrap().port()
 }

@@ -47,7 +47,7 @@ fn main() {
             unsafe { signal(sig, SigHandler::Handler(exit_0)) }.expect("install a signal handler");
         }
     }
-    let listener = match gateway_lock::lock::bind(addr) {
+    let listener = match gateway_lock::bind(addr) {
         Ok(listener) => Some(listener),
         Err(_) if defect("ignore-lock") => None,
         Err(err) => {
@@ -64,7 +64,7 @@ fn main() {
     };
     // The real port when 0 was asked for.
     let addr = listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(addr);
-    println!("{}", gateway_lock::gateway::ready_line(addr));
+    println!("{}", gateway_lock::ready_line(addr));
     let _ = std::io::stdout().flush();
     loop {
         std::thread::park();

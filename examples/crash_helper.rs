@@ -8,14 +8,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let listener = match gateway_lock::lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
+    let listener = match gateway_lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
         Ok(l) => l,
         Err(err) => {
             eprintln!("GatewayLockError: {err}");
             std::process::exit(3);
         }
     };
-    println!("{}", gateway_lock::gateway::ready_line(listener.local_addr().unwrap()));
+    println!("{}", gateway_lock::ready_line(listener.local_addr().unwrap()));
     std::io::stdout().flush().unwrap();
     let mut children = Vec::new();
     for line in std::io::stdin().lock().lines() {

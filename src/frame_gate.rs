@@ -28,7 +28,7 @@ const MAX_HEADER_BYTES: usize = 14;
 /// A frame, or the message it continues, is larger than the gate allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("frame too large: {announced} bytes announced, at most {limit} allowed before authentication")]
-pub struct FrameTooLarge {
+pub(crate) struct FrameTooLarge {
     /// The payload length the frame's header announced, or the message's length with it.
     pub announced: u64,
     /// The limit in force.
@@ -52,7 +52,7 @@ const FRESH_HEADER: State = State::Header { bytes: [0; MAX_HEADER_BYTES], have: 
 
 /// The I/O-free core: follows the frames of a client's byte stream and refuses one over the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameGate {
+pub(crate) struct FrameGate {
     limit: usize,
     state: State,
     /// Payload bytes of the data message in progress so far (all its fragments).
@@ -61,24 +61,24 @@ pub struct FrameGate {
 
 impl FrameGate {
     /// A gate at a frame boundary that allows frames and messages of at most `limit` bytes.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         FrameGate { limit, state: FRESH_HEADER, message: 0 }
     }
 
     /// Lets everything through from now on (a refusal stays a refusal).
-    pub fn lift(&mut self) {
+    pub(crate) fn lift(&mut self) {
         if !matches!(self.state, State::Refused(_)) {
             self.state = State::Open;
         }
     }
 
     /// Whether [`Self::lift`] has opened the gate.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.state == State::Open
     }
 
     /// The refusal, once a frame was refused.
-    pub fn refused(&self) -> Option<FrameTooLarge> {
+    pub(crate) fn refused(&self) -> Option<FrameTooLarge> {
         match self.state {
             State::Refused(err) => Some(err),
             _ => None,
@@ -87,7 +87,7 @@ impl FrameGate {
 
     /// How many bytes may be read now without reading past the end of the current header or
     /// payload (`usize::MAX` once open); the refusal once refused.
-    pub fn readable(&self) -> Result<usize, FrameTooLarge> {
+    pub(crate) fn readable(&self) -> Result<usize, FrameTooLarge> {
         match self.state {
             State::Header { bytes, have } => Ok(header_len(&bytes[..have]) - have),
             State::Payload { left } => Ok(usize::try_from(left).unwrap_or(usize::MAX)),
@@ -98,7 +98,7 @@ impl FrameGate {
 
     /// Accounts for `bytes` read from the client (any number, across any frames); fails when a
     /// header among them is refused: the bytes after that header are not accounted for.
-    pub fn advance(&mut self, mut bytes: &[u8]) -> Result<(), FrameTooLarge> {
+    pub(crate) fn advance(&mut self, mut bytes: &[u8]) -> Result<(), FrameTooLarge> {
         while !bytes.is_empty() {
             match &mut self.state {
                 State::Open => return Ok(()),
@@ -174,7 +174,7 @@ fn header_len(start: &[u8]) -> usize {
 
 /// A client's stream behind a [`FrameGate`]: reads pass the gate, writes go straight through.
 #[derive(Debug)]
-pub struct GatedStream<S> {
+pub(crate) struct GatedStream<S> {
     inner: S,
     gate: FrameGate,
     /// Bytes of the client already read along with its HTTP upgrade request, served first.
@@ -186,22 +186,22 @@ pub struct GatedStream<S> {
 impl<S> GatedStream<S> {
     /// Gates `inner` at `limit` bytes; `already_read` are the client's first bytes, read with its
     /// upgrade request, which pass the gate before anything from `inner`.
-    pub fn new(inner: S, already_read: Vec<u8>, limit: usize) -> Self {
+    pub(crate) fn new(inner: S, already_read: Vec<u8>, limit: usize) -> Self {
         GatedStream { inner, gate: FrameGate::new(limit), already_read, served: 0 }
     }
 
     /// Opens the gate: from now on only tungstenite's own limits apply.
-    pub fn lift(&mut self) {
+    pub(crate) fn lift(&mut self) {
         self.gate.lift();
     }
 
     /// The refusal, once a frame was refused.
-    pub fn refused(&self) -> Option<FrameTooLarge> {
+    pub(crate) fn refused(&self) -> Option<FrameTooLarge> {
         self.gate.refused()
     }
 
     /// The underlying stream (bytes already read and not yet served are dropped).
-    pub fn into_inner(self) -> S {
+    pub(crate) fn into_inner(self) -> S {
         self.inner
     }
 }

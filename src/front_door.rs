@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
 /// Default maximum of open connections (HTTP and WebSocket, authenticated or not).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default maximum of connections that have not completed the `connect` handshake.
-pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 32;
+pub(crate) const DEFAULT_MAX_UNAUTHENTICATED: usize = 32;
 /// Name of the directory, under the state directory, that holds generated token files.
-pub const TOKEN_DIR_NAME: &str = "gateway-lock";
+pub(crate) const TOKEN_DIR_NAME: &str = "gateway-lock";
 
 /// The gateway token. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,13 +127,13 @@ pub enum TokenError {
 }
 
 /// Whether `ip` is a loopback address (127.0.0.0/8, `::1`, or IPv4-mapped loopback).
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
 /// DOOR-2: a non-loopback bind needs a configured token. Decided from flags and environment
 /// alone, so it touches nothing and may come before the bind.
-pub fn check_bind(host: IpAddr, token: &TokenConfig) -> Result<(), UnauthenticatedBind> {
+pub(crate) fn check_bind(host: IpAddr, token: &TokenConfig) -> Result<(), UnauthenticatedBind> {
     if is_loopback(host) || *token != TokenConfig::None {
         Ok(())
     } else {
@@ -143,7 +143,7 @@ pub fn check_bind(host: IpAddr, token: &TokenConfig) -> Result<(), Unauthenticat
 
 /// The state directory for generated tokens: `$XDG_STATE_HOME`, else `$HOME/.local/state`,
 /// else the system's temporary directory; with [`TOKEN_DIR_NAME`] appended.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -154,13 +154,13 @@ pub fn state_dir() -> PathBuf {
 }
 
 /// Where the generated token of the gateway on `port` is stored: `<state_dir>/token-<port>`.
-pub fn generated_token_path(port: u16) -> PathBuf {
+pub(crate) fn generated_token_path(port: u16) -> PathBuf {
     state_dir().join(format!("token-{port}"))
 }
 
 /// Puts the configured token in force (after the bind): reads the file, or generates a token
 /// and stores it in [`generated_token_path`] with mode 0600.
-pub fn resolve_token(config: &TokenConfig, port: u16) -> Result<(Token, TokenSource), TokenError> {
+pub(crate) fn resolve_token(config: &TokenConfig, port: u16) -> Result<(Token, TokenSource), TokenError> {
     match config {
         TokenConfig::Value(token) => Ok((token.clone(), TokenSource::Value)),
         TokenConfig::File(path) => {
@@ -211,7 +211,7 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 /// DOOR-3: may a WebSocket upgrade with this `Origin` header proceed? Without an `Origin`
 /// (not a browser) yes; with one, only if it is in `allowed` (compared case-insensitively,
 /// ignoring a trailing `/`).
-pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+pub(crate) fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -236,11 +236,11 @@ impl Default for Limits {
 }
 
 /// An admitted connection's id.
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// What [`Admission::admit`] decided.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admit<H> {
+pub(crate) enum Admit<H> {
     /// Admitted as `id`; if `evicted` is set, that (oldest unauthenticated) connection must be
     /// dropped now to make room.
     Yes {
@@ -260,7 +260,7 @@ pub enum Admit<H> {
 /// connections; a newcomer evicts the oldest unauthenticated connection rather than be turned
 /// away, so idle sockets cannot lock out real clients.
 #[derive(Debug)]
-pub struct Admission<H> {
+pub(crate) struct Admission<H> {
     limits: Limits,
     next_id: ConnId,
     unauthenticated: BTreeMap<ConnId, H>,
@@ -269,24 +269,25 @@ pub struct Admission<H> {
 
 impl<H> Admission<H> {
     /// Empty bookkeeping with these limits (each raised to at least 1).
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         let limits = Limits { max_connections: limits.max_connections.max(1), max_unauthenticated: limits.max_unauthenticated.max(1) };
         Admission { limits, next_id: 0, unauthenticated: BTreeMap::new(), authenticated: BTreeSet::new() }
     }
 
     /// Connections counted as open (authenticated or not).
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.unauthenticated.len() + self.authenticated.len()
     }
 
     /// Connections not yet authenticated.
-    pub fn unauthenticated(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn unauthenticated(&self) -> usize {
         self.unauthenticated.len()
     }
 
     /// Admits a newly accepted (unauthenticated) connection, evicting the oldest
     /// unauthenticated one when a limit is reached.
-    pub fn admit(&mut self, handle: H) -> Admit<H> {
+    pub(crate) fn admit(&mut self, handle: H) -> Admit<H> {
         let full = self.unauthenticated.len() >= self.limits.max_unauthenticated || self.open() >= self.limits.max_connections;
         let evicted = if full {
             match self.unauthenticated.pop_first() {
@@ -303,7 +304,7 @@ impl<H> Admission<H> {
     }
 
     /// Marks `id` authenticated; false if it is no longer counted (it was evicted).
-    pub fn authenticate(&mut self, id: ConnId) -> bool {
+    pub(crate) fn authenticate(&mut self, id: ConnId) -> bool {
         if self.unauthenticated.remove(&id).is_some() {
             self.authenticated.insert(id);
             true
@@ -313,7 +314,7 @@ impl<H> Admission<H> {
     }
 
     /// Forgets `id` (the connection ended); harmless if it was evicted.
-    pub fn finish(&mut self, id: ConnId) {
+    pub(crate) fn finish(&mut self, id: ConnId) {
         self.unauthenticated.remove(&id);
         self.authenticated.remove(&id);
     }

@@ -7,13 +7,13 @@
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// The largest request head the gateway reads; a larger one gets 431.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// The most header fields a request may carry; more gets 431.
-pub const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 
 /// A parsed request head: only what routing needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     /// The request method, e.g. `GET`.
     pub method: String,
     /// The request target's path, without the query string.
@@ -30,7 +30,7 @@ pub struct RequestHead {
 
 /// The outcome of feeding bytes to [`parse_head`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// The head is complete; it used the first `len` bytes (the rest belongs to the body or
     /// the WebSocket stream).
     Complete {
@@ -45,7 +45,7 @@ pub enum Parsed {
 
 /// Why a request head was refused; each maps to a status code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// Malformed request line or header.
     #[error("malformed request: {0}")]
     Malformed(String),
@@ -56,7 +56,7 @@ pub enum HeadError {
 
 impl HeadError {
     /// The response status for this error.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         match self {
             HeadError::Malformed(_) => Status::BadRequest,
             HeadError::TooLarge => Status::HeaderFieldsTooLarge,
@@ -65,7 +65,7 @@ impl HeadError {
 }
 
 /// Parses the request head at the start of `buf`.
-pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -100,8 +100,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
 
 /// The response statuses the gateway sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// 101
+    #[allow(dead_code)] // the upgrade writes its 101 itself (`upgrade_response`)
     SwitchingProtocols,
     /// 200
     Ok,
@@ -125,7 +126,7 @@ pub enum Status {
 
 impl Status {
     /// The numeric code and reason phrase.
-    pub fn code_and_reason(self) -> (u16, &'static str) {
+    pub(crate) fn code_and_reason(self) -> (u16, &'static str) {
         match self {
             Status::SwitchingProtocols => (101, "Switching Protocols"),
             Status::Ok => (200, "OK"),
@@ -143,7 +144,7 @@ impl Status {
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `GET`/`HEAD` `/healthz` or `/health`: the liveness body (`head_only` for `HEAD`).
     Health {
         /// Send headers only.
@@ -165,7 +166,7 @@ pub enum Route {
 }
 
 /// Routes a parsed request head.
-pub fn route(head: &RequestHead) -> Route {
+pub(crate) fn route(head: &RequestHead) -> Route {
     let method = head.method.as_str();
     match head.path.as_str() {
         "/healthz" | "/health" => match method {
@@ -190,7 +191,7 @@ pub fn route(head: &RequestHead) -> Route {
 
 /// The status and JSON body of a readiness probe: 200 `{"ok":true,"status":"ready"}` while
 /// `serving`, else 503 `{"ok":false,"status":"shutting down"}` (`spec/protocol.md`, PROTO-13).
-pub fn readiness(serving: bool) -> (Status, &'static str) {
+pub(crate) fn readiness(serving: bool) -> (Status, &'static str) {
     if serving {
         (Status::Ok, r#"{"ok":true,"status":"ready"}"#)
     } else {
@@ -199,7 +200,7 @@ pub fn readiness(serving: bool) -> (Status, &'static str) {
 }
 
 /// Serialises a complete response with `Connection: close`.
-pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
+pub(crate) fn response(status: Status, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
     let (code, reason) = status.code_and_reason();
     let mut out = format!("HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n", body.len());
     if status == Status::MethodNotAllowed {
@@ -214,13 +215,13 @@ pub fn response(status: Status, content_type: &str, body: &[u8], head_only: bool
 }
 
 /// A plain-text error response: the status line's reason as body.
-pub fn error_response(status: Status) -> Vec<u8> {
+pub(crate) fn error_response(status: Status) -> Vec<u8> {
     let (code, reason) = status.code_and_reason();
     response(status, "text/plain; charset=utf-8", format!("{code} {reason}\n").as_bytes(), false)
 }
 
 /// The `101 Switching Protocols` response for a WebSocket upgrade.
-pub fn upgrade_response(accept_key: &str) -> Vec<u8> {
+pub(crate) fn upgrade_response(accept_key: &str) -> Vec<u8> {
     format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n")
         .into_bytes()
 }

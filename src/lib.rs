@@ -2,38 +2,91 @@
 //! small WebSocket gateway that holds it.
 //!
 //! The lock *is* the bound listening port: no lock file, no PID file, nothing to clean up.
-//! `spec/` states the contract; this crate is laid out one module per concern:
+//! `spec/` states the contract. This crate is the core a program embeds and a port mirrors;
+//! the `gateway` binary (`src/bin/gateway/`) is a thin command line over it.
 //!
-//! - [`lock`]: taking the lock (the exclusive bind) and its errors, [`lock::GatewayLockError`].
-//! - [`lifecycle`]: serving → draining → released, free of I/O (checked by loom and proptest).
-//! - [`http`]: parsing and routing a request head on the gateway port, free of I/O.
-//! - [`server`]: serving HTTP and WebSocket on an already-bound listener; broadcast-and-drain shutdown.
-//! - [`gateway`]: the `gateway run` sequence: bind, announce, serve, release last.
-//! - [`cli`]: flags, environment variables and exit codes.
-//! - [`logging`]: diagnostics on stderr.
-//! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
-//! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
-//! - [`frame_gate`]: refusing an unauthenticated client's oversize frame from its header (PROTO-7).
-//! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
-//!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
-//!   (service-manager readiness).
-//! - [`verify`]: `gateway verify`, crash-recovery verification runs against real gateway processes.
+//! # The API
+//!
+//! - **Taking the lock**: [`bind`] (the exclusive bind; its errors are [`GatewayLockError`], whose
+//!   messages are `spec/errors.md`'s), [`acquire`] with a [`Takeover`] (`--wait`, `--replace`).
+//! - **Serving on the held listener**: [`serve`] until a shutdown future completes, then a
+//!   broadcast-and-drain shutdown; it hands the listener back ([`Stopped`]) so that the caller
+//!   releases the port last. [`run`] is the whole `gateway run` sequence from typed
+//!   [`RunSettings`]: bind, announce ([`RunEvent`]), serve until a signal, release last; a refusal
+//!   is [`RunError::Refused`], carrying who holds the port.
+//! - **Who holds a port**: [`lookup`] / [`status`] give a [`Holder`] (its process, its answer to
+//!   `GET /healthz`, its [`HolderKind`]); [`stop`] asks a gateway of this user to shut down.
+//!
+//! The library prints nothing and decides no exit code: it returns typed outcomes and logs
+//! diagnostics through `tracing`.
+//!
+//! # Example
+//!
+//! Take the lock on a port the system chooses, serve, and shut down (here: as soon as serving
+//! has begun); the port is released when the returned listener is dropped.
+//!
+//! ```
+//! use gateway_lock::{bind, serve, GatewayInfo, ServerConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = bind("127.0.0.1:0".parse()?)?;
+//! let addr = listener.local_addr()?;
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let stopped = runtime.block_on(async {
+//!     let listener = tokio::net::TcpListener::from_std(listener)?;
+//!     // While it serves, the port is locked: a second bind is refused.
+//!     let shutdown = async move { assert!(bind(addr).is_err()) };
+//!     Ok::<_, std::io::Error>(serve(listener, GatewayInfo::new(addr), ServerConfig::default(), shutdown).await)
+//! })?;
+//! assert_eq!(stopped.abandoned, 0);
+//! drop(stopped.listener); // the lock is released last
+//! bind(addr)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The modules (private; the files a port mirrors)
+//!
+//! - `lock`: the exclusive bind and its errors; `takeover`: `--wait` and `--replace`.
+//! - `lifecycle`: serving → draining → released, free of I/O (checked by loom and proptest).
+//! - `server`: HTTP and WebSocket on the held listener; `http`, `protocol`, `front_door`,
+//!   `frame_gate`: the request heads, the gateway protocol, the token/Origin/limits, the frame
+//!   gate, all free of I/O.
+//! - `gateway`: the `run` sequence; `profile`: profiles and their state directories; `notify`:
+//!   service-manager readiness.
+//! - `holder`: who holds a port (kernel socket table and `/proc` on Linux, the health client,
+//!   the port watch); `stop` sits on top of it, `takeover` on top of both.
 
-pub mod cli;
-pub mod frame_gate;
-pub mod front_door;
-pub mod gateway;
-pub mod http;
-pub mod lifecycle;
-pub mod lock;
-pub mod logging;
-pub mod notify;
-pub mod probe;
-pub mod profile;
-pub mod protocol;
-pub mod server;
-pub mod status;
-pub mod stop;
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod frame_gate;
+mod front_door;
+mod gateway;
+mod holder;
+mod http;
+mod lifecycle;
+mod lock;
+mod notify;
+mod profile;
+mod protocol;
+mod server;
+mod stop;
 mod sync;
-pub mod takeover;
-pub mod verify;
+mod takeover;
+
+#[cfg(fuzzing)]
+pub mod fuzz_bridge;
+
+pub use front_door::{Limits, Token, TokenConfig, TokenError, TokenSource, UnauthenticatedBind};
+pub use gateway::{ready_line, run, RunError, RunEvent, RunSettings};
+pub use holder::{
+    check_ephemeral_range as ephemeral_port_warning, find_owner, lookup, status, Answer, HealthInfo, Holder, HolderKind, Owner, Process,
+};
+pub use lock::{bind, parse_host, GatewayLockError, HostError, WsUrl, DEFAULT_HOST, DEFAULT_PORT};
+pub use profile::{
+    default_port as profile_port, lock_dir as lock_state_dir, parse_profile_name, ProfileNameError, StateDir, StateDirError,
+};
+pub use server::{run as serve, GatewayInfo, ServerConfig, Stopped, SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON};
+pub use stop::{stop, StopDone, StopError, StopFailed};
+pub use takeover::{acquire, Takeover};

@@ -4,14 +4,14 @@
 //! admitted, when shutdown begins (once, however many signals arrive), and when the
 //! listener — the lock — may be released: exactly once, and only after every connection
 //! has finished or the grace deadline has passed. The async server ([`crate::server`])
-//! drives it; loom models (`tests/loom_lifecycle.rs`, `--cfg gateway_loom`) check it
+//! drives it; loom models (`src/lifecycle/loom_tests.rs`, `--cfg gateway_loom`) check it
 //! exhaustively, because nothing in here touches tokio or the network.
 
 use crate::sync::{Arc, Mutex};
 
 /// Where a gateway is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Accepting and serving connections.
     Serving,
     /// Shutdown has begun: no new connections are admitted; open ones are being closed.
@@ -22,7 +22,7 @@ pub enum Phase {
 
 /// What [`Lifecycle::begin_shutdown`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShutdownStart {
+pub(crate) enum ShutdownStart {
     /// This call began the shutdown.
     Began,
     /// Shutdown had already begun; nothing changed.
@@ -31,7 +31,7 @@ pub enum ShutdownStart {
 
 /// What [`Lifecycle::try_release`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
+pub(crate) enum Release {
     /// The caller must release the listener now; `abandoned` connections were still open.
     Now {
         /// Connections still open, given up at the deadline.
@@ -46,7 +46,7 @@ pub enum Release {
 type Waker = Box<dyn Fn() + Send + Sync>;
 
 /// The lifecycle state machine shared by the accept loop and every connection task.
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     state: Mutex<State>,
     on_drained: Waker,
 }
@@ -67,17 +67,17 @@ impl Lifecycle {
     /// A lifecycle in [`Phase::Serving`]. `on_drained` is called (outside the lock) whenever
     /// the gateway becomes drained: draining with no connection open. It may be called more
     /// than once; it must only wake whoever waits to call [`Lifecycle::try_release`].
-    pub fn new(on_drained: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+    pub(crate) fn new(on_drained: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Lifecycle { state: Mutex::new(State { phase: Phase::Serving, open: 0 }), on_drained: Box::new(on_drained) })
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.state.lock().unwrap().phase
     }
 
     /// Connections admitted and not yet finished.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         self.state.lock().unwrap().open
     }
 
@@ -87,7 +87,7 @@ impl Lifecycle {
     ///
     /// An associated function (`Lifecycle::admit(&lifecycle)`), not a method: loom's `Arc`
     /// cannot be a method receiver on stable Rust, and the loom models build this very code.
-    pub fn admit(this: &Arc<Self>) -> Option<ConnectionGuard> {
+    pub(crate) fn admit(this: &Arc<Self>) -> Option<ConnectionGuard> {
         let mut state = this.state.lock().unwrap();
         if state.phase != Phase::Serving {
             return None;
@@ -98,7 +98,7 @@ impl Lifecycle {
 
     /// Begins the shutdown. Idempotent: only the first call changes anything, so two signals
     /// at once, or a signal racing an error, begin it once.
-    pub fn begin_shutdown(&self) -> ShutdownStart {
+    pub(crate) fn begin_shutdown(&self) -> ShutdownStart {
         let drained = {
             let mut state = self.state.lock().unwrap();
             if state.phase != Phase::Serving {
@@ -116,7 +116,7 @@ impl Lifecycle {
     /// Decides whether the listener may be released. It may once shutdown has begun and either
     /// no connection is open or `deadline_passed`; the first such call gets [`Release::Now`]
     /// and every later call [`Release::AlreadyReleased`], so the listener is released exactly once.
-    pub fn try_release(&self, deadline_passed: bool) -> Release {
+    pub(crate) fn try_release(&self, deadline_passed: bool) -> Release {
         let mut state = self.state.lock().unwrap();
         match state.phase {
             Phase::Serving => Release::NotYet,
@@ -143,7 +143,7 @@ impl Lifecycle {
 
 /// Marks one admitted connection as open; dropping it marks the connection finished.
 #[must_use = "the connection counts as open until the guard is dropped"]
-pub struct ConnectionGuard {
+pub(crate) struct ConnectionGuard {
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -158,6 +158,9 @@ impl Drop for ConnectionGuard {
         self.lifecycle.finish_connection();
     }
 }
+
+#[cfg(all(test, gateway_loom))]
+mod loom_tests;
 
 #[cfg(all(test, not(gateway_loom)))]
 mod tests {

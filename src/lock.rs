@@ -75,14 +75,13 @@ impl GatewayLockError {
 /// - never `SO_REUSEPORT`, which would let a second listener share the port;
 /// - `SO_REUSEADDR` on Unix, so that a successor binds at once while connections of a dead
 ///   holder linger in `TIME_WAIT` (on Linux it never lets two sockets *listen* on one address);
-/// - `SO_EXCLUSIVEADDRUSE` on Windows, where `SO_REUSEADDR` would mean port sharing;
 /// - IPv6 sockets are IPv6-only, so the lock's scope is one address family;
 /// - close-on-exec (socket2 creates sockets with `SOCK_CLOEXEC`), so no child keeps the port.
 ///
 /// `EADDRINUSE` from `bind` *or* `listen` (two contenders may both bind with `SO_REUSEADDR`
 /// before either listens; only one `listen` succeeds) maps to
 /// [`GatewayLockError::AlreadyListening`]; every other failure to [`GatewayLockError::Bind`].
-/// A refused `listen` is retried ([`listen_retrying`]): Linux marks a socket listening before it
+/// A refused `listen` is retried (`listen_retrying`): Linux marks a socket listening before it
 /// checks the port, so two simultaneous `listen` calls can each see the other and both fail.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
     let url = WsUrl(addr);
@@ -106,7 +105,7 @@ const LISTEN_ATTEMPTS: usize = 4;
 /// contenders whose simultaneous `listen` calls both failed (each saw the other's socket marked
 /// listening before the kernel had checked it) are most unlikely to collide again: one of their
 /// retries takes the port.
-pub fn listen_retrying(mut listen: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn listen_retrying(mut listen: impl FnMut() -> io::Result<()>) -> io::Result<()> {
     let mut attempt = 1;
     loop {
         match listen() {
@@ -124,26 +123,11 @@ fn set_exclusive(socket: &Socket) -> io::Result<()> {
     socket.set_reuse_address(true)
 }
 
-#[cfg(windows)]
-fn set_exclusive(socket: &Socket) -> io::Result<()> {
-    use std::os::windows::io::AsRawSocket;
-    use windows_sys::Win32::Networking::WinSock::{setsockopt, SOCKET_ERROR, SOL_SOCKET, SO_EXCLUSIVEADDRUSE};
-    let on: i32 = 1;
-    // SAFETY: a valid socket handle and a pointer to an i32 that outlives the call.
-    let rc = unsafe {
-        setsockopt(
-            socket.as_raw_socket() as _,
-            SOL_SOCKET as _,
-            SO_EXCLUSIVEADDRUSE as _,
-            &on as *const i32 as *const u8,
-            std::mem::size_of::<i32>() as i32,
-        )
-    };
-    if rc == SOCKET_ERROR {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+// Elsewhere (Windows) an exclusive bind needs `SO_EXCLUSIVEADDRUSE`, since `SO_REUSEADDR` there
+// lets a second socket share the port. No check of this project can build or test such a target,
+// so the crate refuses to build rather than take a lock it cannot vouch for (README.md, Platforms).
+#[cfg(not(unix))]
+compile_error!("gateway-lock takes its lock with Unix socket semantics; this target is not supported (README.md, Platforms)");
 
 /// Why a `--host` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

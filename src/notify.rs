@@ -3,12 +3,12 @@
 //! `STOPPING=1` when shutdown begins. Without `NOTIFY_SOCKET` these do nothing.
 
 /// Tells the service manager the gateway is ready. Call only after the bind (`LOCK-3`).
-pub fn ready() {
+pub(crate) fn ready() {
     send(&[sd_notify::NotifyState::Ready]);
 }
 
 /// Tells the service manager the gateway is shutting down.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[sd_notify::NotifyState::Stopping]);
 }
 

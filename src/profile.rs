@@ -16,9 +16,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// First port of the range profile ports are hashed into.
-pub const PROFILE_PORT_BASE: u16 = 18800;
+pub(crate) const PROFILE_PORT_BASE: u16 = 18800;
 /// Size of that range.
-pub const PROFILE_PORT_SPAN: u16 = 1000;
+pub(crate) const PROFILE_PORT_SPAN: u16 = 1000;
 
 /// Why a profile name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +42,7 @@ pub fn parse_profile_name(name: &str) -> Result<String, ProfileNameError> {
 }
 
 /// 32-bit FNV-1a of `bytes`.
-pub fn fnv1a32(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
@@ -52,7 +52,7 @@ pub fn default_port(profile: &str) -> u16 {
 }
 
 /// The state directory of `profile`, given the values of `XDG_STATE_HOME` and `HOME`.
-pub fn state_dir_from(profile: &str, xdg_state_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn state_dir_from(profile: &str, xdg_state_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
     let base = match xdg_state_home.filter(|x| Path::new(x).is_absolute()) {
         Some(xdg) => PathBuf::from(xdg),
         None => Path::new(home.filter(|h| !h.is_empty())?).join(".local").join("state"),
@@ -61,7 +61,7 @@ pub fn state_dir_from(profile: &str, xdg_state_home: Option<&str>, home: Option<
 }
 
 /// The state directory of `profile` from this process's environment.
-pub fn state_dir(profile: &str) -> Option<PathBuf> {
+pub(crate) fn state_dir(profile: &str) -> Option<PathBuf> {
     let xdg = std::env::var("XDG_STATE_HOME").ok();
     let home = std::env::var("HOME").ok();
     state_dir_from(profile, xdg.as_deref(), home.as_deref())
@@ -105,7 +105,7 @@ pub struct StateDir {
 }
 
 /// Creates (mode 0700) and locks the state directory of `profile`. Call only once the port is held.
-pub fn take_state_dir(profile: &str) -> Result<StateDir, StateDirError> {
+pub(crate) fn take_state_dir(profile: &str) -> Result<StateDir, StateDirError> {
     let path = state_dir(profile).ok_or_else(|| StateDirError::NoHome { profile: profile.to_string() })?;
     lock_dir(&path)
 }

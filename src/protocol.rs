@@ -14,66 +14,66 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// The protocol version this gateway speaks; a client's `minProtocol..=maxProtocol` must include it.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// The largest frame accepted before the handshake completes; larger closes with [`CLOSE_TOO_BIG`].
-pub const MAX_PREAUTH_FRAME_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_PREAUTH_FRAME_BYTES: usize = 64 * 1024;
 /// The largest frame accepted after the handshake (the policy's `maxPayload`).
-pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// The most bytes the gateway queues for one client (the policy's `maxBufferedBytes`).
-pub const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
 /// Default interval of the `tick` event.
-pub const DEFAULT_TICK_INTERVAL_MS: u64 = 30_000;
+pub(crate) const DEFAULT_TICK_INTERVAL_MS: u64 = 30_000;
 /// Default time a client has, from the WebSocket open, to complete the `connect` handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// Close code: policy violation (bad first frame, bad credentials, handshake timeout).
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Close code: protocol error (no common protocol version).
-pub const CLOSE_PROTOCOL: u16 = 1002;
+pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code: message too big.
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the gateway is shutting down (same as [`crate::server::SHUTDOWN_CLOSE_CODE`]).
-pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+pub(crate) const CLOSE_SERVICE_RESTART: u16 = 1012;
 
 /// Close reason when the first request is not `connect` (or the first frame is not a request).
-pub const REASON_FIRST_NOT_CONNECT: &str = "invalid handshake: first request must be connect";
+pub(crate) const REASON_FIRST_NOT_CONNECT: &str = "invalid handshake: first request must be connect";
 /// Close reason when `connect`'s params are malformed.
-pub const REASON_BAD_CONNECT: &str = "invalid connect params";
+pub(crate) const REASON_BAD_CONNECT: &str = "invalid connect params";
 /// Close reason when the protocol ranges do not meet.
-pub const REASON_PROTOCOL_MISMATCH: &str = "protocol mismatch";
+pub(crate) const REASON_PROTOCOL_MISMATCH: &str = "protocol mismatch";
 /// Close reason when the token is missing or wrong.
-pub const REASON_UNAUTHORIZED: &str = "unauthorized";
+pub(crate) const REASON_UNAUTHORIZED: &str = "unauthorized";
 /// Close reason when the handshake did not complete in time.
-pub const REASON_HANDSHAKE_TIMEOUT: &str = "handshake timeout";
+pub(crate) const REASON_HANDSHAKE_TIMEOUT: &str = "handshake timeout";
 /// Close reason for a frame over the limit.
-pub const REASON_TOO_BIG: &str = "frame too large";
+pub(crate) const REASON_TOO_BIG: &str = "frame too large";
 /// Close reason on shutdown.
-pub const REASON_SERVICE_RESTART: &str = "service restart";
+pub(crate) const REASON_SERVICE_RESTART: &str = "service restart";
 /// The `reason` of the `shutdown` event.
-pub const SHUTDOWN_EVENT_REASON: &str = "gateway stopping";
+pub(crate) const SHUTDOWN_EVENT_REASON: &str = "gateway stopping";
 
 /// The methods answered after the handshake, in `hello-ok`'s `features.methods`.
-pub const METHODS: [&str; 4] = ["health", "status", "system-presence", "config.get"];
+pub(crate) const METHODS: [&str; 4] = ["health", "status", "system-presence", "config.get"];
 /// The events the gateway sends, in `hello-ok`'s `features.events`.
-pub const EVENTS: [&str; 3] = ["connect.challenge", "tick", "shutdown"];
+pub(crate) const EVENTS: [&str; 3] = ["connect.challenge", "tick", "shutdown"];
 
 /// Stable error codes of error responses (`error.code`).
-pub mod code {
+pub(crate) mod code {
     /// The frame is not valid JSON, not a request, or has malformed params.
-    pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
+    pub(crate) const INVALID_REQUEST: &str = "INVALID_REQUEST";
     /// The client's protocol range excludes [`super::PROTOCOL_VERSION`].
-    pub const PROTOCOL_MISMATCH: &str = "PROTOCOL_MISMATCH";
+    pub(crate) const PROTOCOL_MISMATCH: &str = "PROTOCOL_MISMATCH";
     /// `connect` carried no token.
-    pub const AUTH_TOKEN_MISSING: &str = "AUTH_TOKEN_MISSING";
+    pub(crate) const AUTH_TOKEN_MISSING: &str = "AUTH_TOKEN_MISSING";
     /// `connect` carried a token that is not the gateway's.
-    pub const AUTH_TOKEN_MISMATCH: &str = "AUTH_TOKEN_MISMATCH";
+    pub(crate) const AUTH_TOKEN_MISMATCH: &str = "AUTH_TOKEN_MISMATCH";
     /// The method is not one of [`super::METHODS`].
-    pub const METHOD_NOT_FOUND: &str = "METHOD_NOT_FOUND";
+    pub(crate) const METHOD_NOT_FOUND: &str = "METHOD_NOT_FOUND";
 }
 
 /// A request frame from a client.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+pub(crate) struct Request {
     /// The client's request id, echoed in the response.
     pub id: String,
     /// The method name.
@@ -84,7 +84,7 @@ pub struct Request {
 
 /// Why a frame is not a valid request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
+pub(crate) enum FrameError {
     /// Not valid JSON (or not UTF-8).
     #[error("invalid frame: not JSON: {0}")]
     NotJson(String),
@@ -104,7 +104,7 @@ pub enum FrameError {
 
 /// A frame that failed to parse, with the request id when one could be recovered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadFrame {
+pub(crate) struct BadFrame {
     /// The frame's string `id`, if it had one.
     pub id: Option<String>,
     /// What was wrong.
@@ -113,7 +113,7 @@ pub struct BadFrame {
 
 /// Parses one client frame (text or binary payload) into a [`Request`]. Never panics on any input.
 /// This is the entry point of the `protocol_frame` fuzz target.
-pub fn parse_frame(bytes: &[u8]) -> Result<Request, BadFrame> {
+pub(crate) fn parse_frame(bytes: &[u8]) -> Result<Request, BadFrame> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| BadFrame { id: None, error: FrameError::NotJson(e.to_string()) })?;
     let Value::Object(mut obj) = value else {
         return Err(BadFrame { id: None, error: FrameError::NotObject });
@@ -140,7 +140,7 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Request, BadFrame> {
 /// The `client` block of `connect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     /// The client's id (`cli`, `gateway-client`, ...).
     pub id: String,
     /// The client's version.
@@ -162,7 +162,7 @@ pub struct ClientInfo {
 
 /// The `auth` block of `connect`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ConnectAuth {
+pub(crate) struct ConnectAuth {
     /// The shared gateway token.
     #[serde(default)]
     pub token: Option<String>,
@@ -171,7 +171,7 @@ pub struct ConnectAuth {
 /// The params of `connect`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConnectParams {
+pub(crate) struct ConnectParams {
     /// Lowest protocol version the client speaks.
     pub min_protocol: u32,
     /// Highest protocol version the client speaks.
@@ -192,7 +192,7 @@ pub struct ConnectParams {
 /// One connected, authenticated client, as `system-presence` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Presence {
+pub(crate) struct Presence {
     /// The gateway's id for this connection.
     pub conn_id: String,
     /// The client's own description.
@@ -208,7 +208,7 @@ pub struct Presence {
 /// The lock's view of the gateway: what `health` and `status` report besides OpenClaw's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LockView {
+pub(crate) struct LockView {
     /// This process's id.
     pub pid: u32,
     /// The bound host (literal address).
@@ -228,7 +228,7 @@ pub struct LockView {
 }
 
 /// What a [`Session`] asks of the gateway around it.
-pub trait GatewayView {
+pub(crate) trait GatewayView {
     /// Wall-clock time, ms since the Unix epoch.
     fn now_ms(&self) -> u64;
     /// Whether `presented` is the gateway's token (compared in constant time).
@@ -245,7 +245,7 @@ pub trait GatewayView {
 
 /// A close the server must perform: send a close frame with this code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Close {
+pub(crate) struct Close {
     /// The close code.
     pub code: u16,
     /// The close reason.
@@ -254,7 +254,7 @@ pub struct Close {
 
 /// What the server must do after feeding the session an input.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Text frames to send, in order.
     pub frames: Vec<String>,
     /// Then close with this, if set; the session is then closed.
@@ -265,7 +265,7 @@ pub struct Outcome {
 
 /// Where a session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The challenge was sent; waiting for `connect`.
     AwaitingConnect,
     /// `hello-ok` was sent; methods are served.
@@ -276,7 +276,7 @@ pub enum Phase {
 
 /// Settings announced in `hello-ok`'s policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Interval of `tick` events.
     pub tick_interval_ms: u64,
 }
@@ -289,7 +289,7 @@ impl Default for Policy {
 
 /// One connection's protocol state.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     phase: Phase,
     conn_id: String,
     nonce: String,
@@ -299,18 +299,18 @@ pub struct Session {
 }
 
 /// A response frame `{"type":"res","id","ok":true,"payload"}`.
-pub fn ok_response(id: &str, payload: Value) -> String {
+pub(crate) fn ok_response(id: &str, payload: Value) -> String {
     json!({"type": "res", "id": id, "ok": true, "payload": payload}).to_string()
 }
 
 /// A response frame `{"type":"res","id","ok":false,"error":{"code","message"}}`; `id` is `null`
 /// when the frame's id could not be recovered.
-pub fn error_response(id: Option<&str>, code: &str, message: &str) -> String {
+pub(crate) fn error_response(id: Option<&str>, code: &str, message: &str) -> String {
     json!({"type": "res", "id": id, "ok": false, "error": {"code": code, "message": message}}).to_string()
 }
 
 /// An event frame; `seq` is omitted when `None`.
-pub fn event(name: &str, payload: Value, seq: Option<u64>) -> String {
+pub(crate) fn event(name: &str, payload: Value, seq: Option<u64>) -> String {
     let mut frame = json!({"type": "event", "event": name, "payload": payload});
     if let Some(seq) = seq {
         frame["seq"] = json!(seq);
@@ -320,22 +320,22 @@ pub fn event(name: &str, payload: Value, seq: Option<u64>) -> String {
 
 impl Session {
     /// A new session for connection `conn_id`; `nonce` goes into the challenge.
-    pub fn new(conn_id: String, nonce: String, policy: Policy) -> Self {
+    pub(crate) fn new(conn_id: String, nonce: String, policy: Policy) -> Self {
         Session { phase: Phase::AwaitingConnect, conn_id, nonce, policy, seq: 0, presence: None }
     }
 
     /// Where the session is.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
     /// The client, once authenticated.
-    pub fn presence(&self) -> Option<&Presence> {
+    pub(crate) fn presence(&self) -> Option<&Presence> {
         self.presence.as_ref()
     }
 
     /// The largest frame accepted now: [`MAX_PREAUTH_FRAME_BYTES`] before the handshake, [`MAX_FRAME_BYTES`] after.
-    pub fn max_frame_bytes(&self) -> usize {
+    pub(crate) fn max_frame_bytes(&self) -> usize {
         match self.phase {
             Phase::Ready => MAX_FRAME_BYTES,
             _ => MAX_PREAUTH_FRAME_BYTES,
@@ -343,7 +343,7 @@ impl Session {
     }
 
     /// The first frame the server sends on open: the `connect.challenge` event.
-    pub fn challenge(&self, now_ms: u64) -> String {
+    pub(crate) fn challenge(&self, now_ms: u64) -> String {
         event("connect.challenge", json!({"nonce": self.nonce, "ts": now_ms}), None)
     }
 
@@ -361,7 +361,7 @@ impl Session {
     }
 
     /// Feeds one received data frame (text or binary payload).
-    pub fn on_frame(&mut self, bytes: &[u8], view: &dyn GatewayView) -> Outcome {
+    pub(crate) fn on_frame(&mut self, bytes: &[u8], view: &dyn GatewayView) -> Outcome {
         match self.phase {
             Phase::Closed => Outcome::default(),
             _ if bytes.len() > self.max_frame_bytes() => self.on_oversize(),
@@ -371,12 +371,12 @@ impl Session {
     }
 
     /// The transport refused a frame over the limit: close 1009.
-    pub fn on_oversize(&mut self) -> Outcome {
+    pub(crate) fn on_oversize(&mut self) -> Outcome {
         self.close(Vec::new(), CLOSE_TOO_BIG, REASON_TOO_BIG)
     }
 
     /// The handshake deadline passed. Closes 1008 if still unauthenticated; otherwise nothing.
-    pub fn on_handshake_timeout(&mut self) -> Outcome {
+    pub(crate) fn on_handshake_timeout(&mut self) -> Outcome {
         match self.phase {
             Phase::AwaitingConnect => self.close(Vec::new(), CLOSE_POLICY, REASON_HANDSHAKE_TIMEOUT),
             _ => Outcome::default(),
@@ -384,7 +384,7 @@ impl Session {
     }
 
     /// The tick timer fired: a `tick` event for an authenticated session, nothing otherwise.
-    pub fn on_tick(&mut self, now_ms: u64) -> Outcome {
+    pub(crate) fn on_tick(&mut self, now_ms: u64) -> Outcome {
         match self.phase {
             Phase::Ready => {
                 let seq = self.next_seq();
@@ -395,7 +395,7 @@ impl Session {
     }
 
     /// The gateway is shutting down: the `shutdown` event (authenticated clients only), then close 1012.
-    pub fn on_shutdown(&mut self) -> Outcome {
+    pub(crate) fn on_shutdown(&mut self) -> Outcome {
         let frames = match self.phase {
             Phase::Ready => {
                 let seq = self.next_seq();
@@ -477,7 +477,7 @@ impl Session {
 }
 
 /// The `health` payload: the fields OpenClaw's CLI reads, plus the lock's view.
-pub fn health_payload(view: &dyn GatewayView) -> Value {
+pub(crate) fn health_payload(view: &dyn GatewayView) -> Value {
     let started = view.now_ms();
     let mut payload = Map::new();
     payload.insert("ok".into(), json!(true));
@@ -498,7 +498,7 @@ pub fn health_payload(view: &dyn GatewayView) -> Value {
 }
 
 /// Answers one request of an authenticated session.
-pub fn dispatch(request: &Request, view: &dyn GatewayView) -> String {
+pub(crate) fn dispatch(request: &Request, view: &dyn GatewayView) -> String {
     let payload = match request.method.as_str() {
         "health" => health_payload(view),
         "status" => {

@@ -39,16 +39,16 @@ pub const SHUTDOWN_CLOSE_CODE: u16 = 1012;
 /// The close reason every WebSocket client gets on shutdown.
 pub const SHUTDOWN_CLOSE_REASON: &str = "service restart";
 /// How long shutdown waits for connections to finish before releasing the port anyway.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a client may take to send a complete HTTP request head.
-pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest WebSocket message (and frame) the gateway accepts (after the handshake;
 /// before it, [`protocol::MAX_PREAUTH_FRAME_BYTES`], which [`crate::frame_gate`] enforces from
 /// each frame's header).
-pub const MAX_WS_MESSAGE_BYTES: usize = protocol::MAX_FRAME_BYTES;
+pub(crate) const MAX_WS_MESSAGE_BYTES: usize = protocol::MAX_FRAME_BYTES;
 /// Initial read buffer of a WebSocket connection (tungstenite's default is 128 KiB, zero-filled
 /// before every read: 1,000 clients made a shutdown cost 40 ms of memset). It grows as needed.
-pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 const _: () = assert!(SHUTDOWN_CLOSE_CODE == protocol::CLOSE_SERVICE_RESTART);
 

@@ -8,21 +8,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::holder::watch::{Observation, PortWatch};
+use crate::holder::{self, Answer, Holder, Owner};
 use crate::lock::WsUrl;
-use crate::probe::{self, Answer, Owner, Probe};
-use crate::takeover::{Observation, PortWatch};
-
-/// Exit codes of `gateway stop` (`spec/cli.md`).
-pub mod exit_code {
-    /// The gateway stopped and the port is released.
-    pub const STOPPED: u8 = 0;
-    /// Nothing listens on the port: nothing to stop.
-    pub const NOT_RUNNING: u8 = 3;
-    /// The holder is not a gateway of this user (or cannot be verified): nothing was signalled.
-    pub const REFUSED: u8 = 4;
-    /// The gateway was signalled but still held the port at the timeout.
-    pub const TIMED_OUT: u8 = 5;
-}
 
 /// Why a holder was not asked to stop, or did not stop.
 #[derive(Debug, thiserror::Error)]
@@ -82,19 +70,8 @@ pub enum StopError {
     },
 }
 
-impl StopError {
-    /// The exit code of `gateway stop` for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StopError::NotRunning { .. } => exit_code::NOT_RUNNING,
-            StopError::TimedOut { .. } | StopError::Signal { .. } => exit_code::TIMED_OUT,
-            _ => exit_code::REFUSED,
-        }
-    }
-}
-
 /// Checks that the probed holder is a gateway of this user (see the module doc); returns its pid.
-pub fn verify(found: &Probe) -> Result<u32, StopError> {
+pub(crate) fn verify(found: &Holder) -> Result<u32, StopError> {
     let url = WsUrl(found.addr);
     let health = match &found.answer {
         Answer::Refused => return Err(StopError::NotRunning { url }),
@@ -117,7 +94,7 @@ pub fn verify(found: &Probe) -> Result<u32, StopError> {
         return Err(StopError::Unverified { url, why: format!("it reports pid {:?} but pid {} is listening", health.pid, process.pid) });
     }
     let me = current_uid();
-    let owner_uid = process_uid(process.pid).unwrap_or(process.uid);
+    let owner_uid = holder::process_uid(process.pid).unwrap_or(process.uid);
     if process.uid != me || owner_uid != me {
         return Err(StopError::OtherUser { url, pid: process.pid, uid: owner_uid.max(process.uid), me });
     }
@@ -125,7 +102,7 @@ pub fn verify(found: &Probe) -> Result<u32, StopError> {
 }
 
 /// Verifies the holder ([`verify`]) and sends it `SIGTERM`; returns its pid.
-pub fn request_stop(found: &Probe) -> Result<u32, StopError> {
+pub(crate) fn request_stop(found: &Holder) -> Result<u32, StopError> {
     let pid = verify(found)?;
     terminate(pid).map_err(|source| StopError::Signal { pid, source })?;
     Ok(pid)
@@ -152,30 +129,16 @@ fn current_uid() -> u32 {
     0
 }
 
-/// The uid owning `/proc/<pid>` (the process's real owner), where there is a `/proc`.
-fn process_uid(pid: u32) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        None
-    }
-}
-
 /// Waits until `pid` no longer holds `addr`: a connection is refused, or another process listens
 /// there now. Wakes when the watched connection closes, polls as a fallback; bounded by `deadline`.
-pub fn wait_released(addr: SocketAddr, pid: u32, deadline: Instant) -> Result<(), Duration> {
+pub(crate) fn wait_released(addr: SocketAddr, pid: u32, deadline: Instant) -> Result<(), Duration> {
     let started = Instant::now();
     let mut watch = PortWatch::new(addr);
     loop {
         match watch.wait(deadline) {
             Observation::Refused => return Ok(()),
             Observation::Closed | Observation::Quiet => {
-                match probe::find_owner(addr, deadline) {
+                match holder::find_owner(addr, deadline) {
                     Owner::Found(p) if p.pid == pid => {}
                     // Not visible (or the scan ran out of time): keep watching.
                     Owner::SocketOnly { .. } | Owner::OutOfTime { .. } => {}
@@ -190,45 +153,44 @@ pub fn wait_released(addr: SocketAddr, pid: u32, deadline: Instant) -> Result<()
     }
 }
 
-/// `gateway stop`: verify, signal, wait; prints the outcome and returns the exit code.
-pub fn stop(addr: SocketAddr, timeout: Duration) -> u8 {
+/// A gateway that stopped: it released the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopDone {
+    /// The gateway's pid.
+    pub pid: u32,
+    /// From the start of [`stop`] until the port was released.
+    pub took: Duration,
+}
+
+/// Why [`stop`] did not stop a gateway.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct StopFailed {
+    /// What went wrong.
+    pub error: StopError,
+    /// Who holds the port, when the holder was refused before any signal was sent.
+    pub holder: Option<Box<Holder>>,
+}
+
+/// `stop`: looks up who holds `addr`, verifies it is a gateway of this user, sends it `SIGTERM`
+/// and waits up to `timeout` until the port is released (`OPS-3`).
+pub fn stop(addr: SocketAddr, timeout: Duration) -> Result<StopDone, StopFailed> {
     let started = Instant::now();
-    let found = probe::probe(addr, probe::STATUS_PROBE_BUDGET);
-    let pid = match request_stop(&found) {
-        Ok(pid) => pid,
-        Err(err) => {
-            eprintln!("{err}");
-            for line in found.describe() {
-                eprintln!("{line}");
-            }
-            return err.exit_code();
-        }
-    };
+    let found = holder::status(addr);
+    let pid = request_stop(&found).map_err(|error| StopFailed { error, holder: Some(Box::new(found)) })?;
     match wait_released(addr, pid, started + timeout) {
-        Ok(()) => {
-            let took = started.elapsed();
-            crate::cli::print_line(format_args!(
-                "stopped gateway pid {pid} on {}: port released after {} ms",
-                WsUrl(addr),
-                took.as_millis()
-            ));
-            exit_code::STOPPED
-        }
-        Err(waited) => {
-            let err = StopError::TimedOut { url: WsUrl(addr), pid, waited };
-            eprintln!("{err}");
-            err.exit_code()
-        }
+        Ok(()) => Ok(StopDone { pid, took: started.elapsed() }),
+        Err(waited) => Err(StopFailed { error: StopError::TimedOut { url: WsUrl(addr), pid, waited }, holder: None }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{HealthInfo, Process};
+    use crate::holder::{HealthInfo, Process};
 
-    fn probe_of(answer: Answer, owner: Owner) -> Probe {
-        Probe { addr: "127.0.0.1:9".parse().unwrap(), owner, answer, budget: Duration::from_millis(200) }
+    fn probe_of(answer: Answer, owner: Owner) -> Holder {
+        Holder { addr: "127.0.0.1:9".parse().unwrap(), owner, answer, budget: Duration::from_millis(200) }
     }
 
     fn me() -> Process {
@@ -244,18 +206,20 @@ mod tests {
     fn ops3_verify_accepts_only_a_same_user_gateway_whose_pid_matches() {
         let pid = std::process::id();
         assert_eq!(verify(&probe_of(live(pid), Owner::Found(me()))).unwrap(), pid);
+        // Nothing listens: "not running" (`true`); anything else unverified: refused, never signalled.
         let cases = [
-            (probe_of(Answer::Refused, Owner::NoListener), exit_code::NOT_RUNNING),
-            (probe_of(Answer::Other("answered \"HTTP/1.1 404\"".into()), Owner::Found(me())), exit_code::REFUSED),
-            (probe_of(Answer::NoAnswer, Owner::Found(me())), exit_code::REFUSED),
-            (probe_of(live(pid + 1), Owner::Found(me())), exit_code::REFUSED),
-            (probe_of(live(pid), Owner::SocketOnly { uid: 0 }), exit_code::REFUSED),
-            (probe_of(live(pid), Owner::Unknown), exit_code::REFUSED),
-            (probe_of(live(pid), Owner::Found(Process { uid: current_uid() + 1, ..me() })), exit_code::REFUSED),
+            (probe_of(Answer::Refused, Owner::NoListener), true),
+            (probe_of(Answer::Other("answered \"HTTP/1.1 404\"".into()), Owner::Found(me())), false),
+            (probe_of(Answer::NoAnswer, Owner::Found(me())), false),
+            (probe_of(live(pid + 1), Owner::Found(me())), false),
+            (probe_of(live(pid), Owner::SocketOnly { uid: 0 }), false),
+            (probe_of(live(pid), Owner::Unknown), false),
+            (probe_of(live(pid), Owner::Found(Process { uid: current_uid() + 1, ..me() })), false),
         ];
-        for (found, code) in cases {
+        for (found, not_running) in cases {
             let err = verify(&found).unwrap_err();
-            assert_eq!(err.exit_code(), code, "{err}");
+            let refused = matches!(err, StopError::NotAGateway { .. } | StopError::Unverified { .. } | StopError::OtherUser { .. });
+            assert_eq!((matches!(err, StopError::NotRunning { .. }), refused), (not_running, !not_running), "{err}");
         }
     }
 }

@@ -377,7 +377,7 @@ fn assert_refused(code: Option<i32>, stderr: &str, port: u16, live_gateway: bool
 
 /// The kernel's state letter of `pid` (`Z` for an exited, unreaped child).
 fn proc_state(pid: u32) -> Option<char> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(gateway_lock::probe::stat_state)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(common::procfs::stat_state)
 }
 
 /// Whether `SIGTERM` is pending for the (stopped) process `pid`: the shared pending mask of
@@ -593,9 +593,9 @@ impl StateMachineTest for Operations {
                         assert!(out.starts_with(&prefix) && out.ends_with(" ms\n"), "OPS-3: stop's report: {out:?}");
                         // OPS-3: "stopped" means the port is released now (a waiter may hold it already).
                         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p));
-                        let owner = gateway_lock::probe::find_owner(addr, Instant::now() + DEADLINE);
+                        let owner = gateway_lock::find_owner(addr, Instant::now() + DEADLINE);
                         assert!(
-                            !matches!(&owner, gateway_lock::probe::Owner::Found(o) if o.pid == pid),
+                            !matches!(&owner, gateway_lock::Owner::Found(o) if o.pid == pid),
                             "OPS-3: stop exited 0, yet pid {pid} still listens on port {p}"
                         );
                         break;
@@ -758,7 +758,7 @@ impl StateMachineTest for Operations {
             let dir = sys.state_dir(q);
             assert_eq!(dir.exists(), model.dirs[q], "OPS-6: state directory {} exists", dir.display());
             if model.dirs[q] {
-                let locked = matches!(gateway_lock::profile::lock_dir(&dir), Err(gateway_lock::profile::StateDirError::Locked { .. }));
+                let locked = matches!(gateway_lock::lock_state_dir(&dir), Err(gateway_lock::StateDirError::Locked { .. }));
                 let holder = model.dir_holder(q);
                 assert_eq!(locked, holder.is_some(), "OPS-6: {} locked; model: held by instance {holder:?}", dir.display());
             }

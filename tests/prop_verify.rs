@@ -39,7 +39,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use gateway_lock::verify::{CyclePlan, Ending, Limits};
+#[path = "../src/bin/gateway/verify/schedule.rs"]
+mod schedule;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -48,6 +49,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use schedule::{CyclePlan, Ending, Limits};
 use serde_json::Value;
 
 use common::process_model::config;
@@ -331,13 +333,13 @@ fn leftovers(marker_kv: &str, known: &[u32]) -> Vec<String> {
 fn free_port() -> u16 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| gateway_lock::probe::parse_port_range(&r))
+        .and_then(|r| common::procfs::parse_port_range(&r))
         .map_or(32_768, |(lo, _)| lo)
         .max(10_340);
     let mut rng = rand::rng();
     (0..1000)
         .map(|_| rng.random_range(10_240..low))
-        .find(|p| gateway_lock::lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *p))).is_ok())
+        .find(|p| gateway_lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *p))).is_ok())
         .expect("a free port below the ephemeral range")
 }
 
@@ -382,7 +384,7 @@ fn check_run(subject: &Subject, p: &Params) -> Result<(), TestCaseError> {
     let used = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
     prop_assert!(used.is_some() && port.is_none_or(|p| used == Some(p)), "the summary names the port: {seen}");
     let used = used.unwrap_or_default();
-    if let Err(err) = gateway_lock::lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, used))) {
+    if let Err(err) = gateway_lock::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, used))) {
         return Err(TestCaseError::fail(format!("VER-3: port {used} still held after verify: {err}\n{seen}")));
     }
 
@@ -653,7 +655,7 @@ proptest! {
             prop_assert!(process.child.try_wait().expect("try_wait").is_none(), "VER-4: the holder exited\n{seen}");
         }
         if let Some(guard) = &held.stopped {
-            prop_assert!(gateway_lock::probe::is_stopped(guard.0.as_raw() as u32), "VER-4: the stopped holder was continued\n{seen}");
+            prop_assert!(common::procfs::is_stopped(guard.0.as_raw() as u32), "VER-4: the stopped holder was continued\n{seen}");
         }
         prop_assert!(TcpStream::connect_timeout(&held.addr, DEADLINE).is_ok(), "VER-4: the holder no longer listens\n{seen}");
         held.stopped.take();

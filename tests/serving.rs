@@ -68,16 +68,16 @@ fn srv3_bad_requests_get_statuses_and_the_gateway_keeps_serving() {
 /// (in-process server with a short timeout, real sockets).
 #[test]
 fn srv3_incomplete_head_gets_408_at_the_timeout() {
-    use gateway_lock::server::{self, GatewayInfo, ServerConfig};
+    use gateway_lock::{serve, GatewayInfo, ServerConfig};
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let listener = gateway_lock::lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = gateway_lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let config = ServerConfig { head_timeout: Duration::from_millis(200), ..ServerConfig::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            server::run(listener, GatewayInfo::new(addr), config, async {
+            serve(listener, GatewayInfo::new(addr), config, async {
                 let _ = stop_rx.await;
             })
             .await

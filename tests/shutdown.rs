@@ -95,10 +95,10 @@ fn rel4_port_stays_held_until_drained_then_released() {
         holder.signal(Signal::SIGTERM);
         assert_eq!(read_close(&mut ws).0, 1012);
         // Shutdown has begun and our connection is open: the port must still be held.
-        let bind = gateway_lock::lock::bind(addr);
+        let bind = gateway_lock::bind(addr);
         let exited = holder.child.try_wait().unwrap().is_some();
         match bind {
-            Err(gateway_lock::lock::GatewayLockError::AlreadyListening { .. }) => {}
+            Err(gateway_lock::GatewayLockError::AlreadyListening { .. }) => {}
             Err(other) => panic!("unexpected bind error {other}"),
             Ok(_) if exited => continue, // the grace period ran out before our bind: inconclusive
             Ok(_) => panic!("the port was released while the old gateway was still alive"),

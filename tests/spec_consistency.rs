@@ -86,13 +86,14 @@ fn every_invariant_names_existing_tests() {
 /// Whether `reference` (a `file::test`, script or fuzz target named by the spec) is a test of one
 /// of the suites of issue 3 that would fail if the invariant broke: a proptest state machine over
 /// real processes (`tests/prop_*.rs`), a proptest in the crate (a `proptest!` test: its
-/// parameters are `x in strategy`), a loom model (`tests/loom_*.rs`), a fuzz target, or the spin
+/// parameters are `x in strategy`), a loom model (`src/**/loom_tests.rs`), a fuzz target, or the spin
 /// model of the operations protocol (`spec/model/check.sh`).
 fn is_suite_test(root: &Path, reference: &str) -> bool {
     let Some((file, path)) = reference.split_once("::") else {
         return reference.starts_with("fuzz/fuzz_targets/") || reference == "spec/model/check.sh";
     };
-    if (file.starts_with("tests/prop_") || file.starts_with("tests/loom_")) && file.ends_with(".rs") {
+    let loom_model = file.starts_with("src/") && file.ends_with("/loom_tests.rs");
+    if loom_model || (file.starts_with("tests/prop_") && file.ends_with(".rs")) {
         return true;
     }
     let name = path.rsplit("::").next().unwrap();

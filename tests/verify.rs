@@ -83,7 +83,7 @@ fn ver1_gateway_ignoring_the_lock_fails_with_lock1() {
 /// VER-4: a port that is not free is not verified (exit 3), and its holder is left alone.
 #[test]
 fn ver4_busy_port_is_refused_and_left_alone() {
-    let listener = gateway_lock::lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = gateway_lock::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (code, out, err) = verify(&["--port", &addr.port().to_string(), "--cycles", "1"], &[]);
     assert_eq!(code, Some(3), "stdout {out}\nstderr {err}");

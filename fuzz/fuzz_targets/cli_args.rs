@@ -1,5 +1,6 @@
 //! Fuzzes the command line and environment: arbitrary argv (any bytes, not only UTF-8) and
-//! `GATEWAY_PORT` / `GATEWAY_HOST` values through `gateway_lock::cli::parse_from` (clap plus the profile's default port).
+//! `GATEWAY_PORT` / `GATEWAY_HOST` values through the binary's `cli::parse_from` (clap plus the profile's default port;
+//! `src/bin/gateway/cli.rs`, compiled into this target).
 //! Never a panic; a refusal is a usage error (exit 2) or help/version (exit 0) (CLI-2).
 //!
 //! Input: byte 0 picks which environment variables to set; the rest is split on NUL into
@@ -9,8 +10,12 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use gateway_lock::cli::{parse_from, Command};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../src/bin/gateway/cli.rs"]
+#[allow(dead_code)] // the binary's whole command line, of which this target calls a part
+mod cli;
+use cli::{parse_from, Command};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else { return };
@@ -27,9 +32,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(cli) => match cli.command {
             Command::Run(args) => {
                 // A literal address: printing and re-parsing it gives it back.
-                assert_eq!(gateway_lock::lock::parse_host(&args.host.to_string()), Ok(args.host));
+                assert_eq!(gateway_lock::parse_host(&args.host.to_string()), Ok(args.host));
+                // Whatever was accepted becomes the library's settings, for that very address.
+                assert_eq!(args.settings().addr, std::net::SocketAddr::new(args.host, args.port));
             }
-            _ => {}
+            Command::Status(args) => assert_eq!(args.target.addr().ip(), args.target.host),
+            Command::Stop(args) => assert_eq!(args.target.addr().ip(), args.target.host),
+            Command::Verify(_) => {}
         },
         Err(err) => {
             let code = err.exit_code();

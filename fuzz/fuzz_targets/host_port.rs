@@ -1,14 +1,19 @@
-//! Fuzzes host and port parsing: `lock::parse_host` and the `--host` / `--port` values as clap
+//! Fuzzes host and port parsing: `gateway_lock::parse_host` and the `--host` / `--port` values as clap
 //! parses them (LOCK-4: a literal address or `localhost` only; CLI-2: 0..=65535 or a usage error).
 #![no_main]
 
 use std::net::{IpAddr, SocketAddr};
 
-use gateway_lock::cli::{parse_from, Command};
-use gateway_lock::lock::{parse_host, WsUrl, DEFAULT_HOST};
+use gateway_lock::{parse_host, WsUrl, DEFAULT_HOST};
 use libfuzzer_sys::fuzz_target;
 
-fn run_args(value: &str, flag: &str) -> Result<gateway_lock::cli::RunArgs, clap::Error> {
+// The binary's command line (`src/bin/gateway/cli.rs`), compiled into this target.
+#[path = "../../src/bin/gateway/cli.rs"]
+#[allow(dead_code)] // the binary's whole command line, of which this target calls a part
+mod cli;
+use cli::{parse_from, Command};
+
+fn run_args(value: &str, flag: &str) -> Result<cli::RunArgs, clap::Error> {
     // `--flag=value`, so that a value like `--help` stays a value.
     let cli = parse_from(["gateway", "run", &format!("--{flag}={value}")])?;
     match cli.command {

@@ -3,6 +3,12 @@
 #![allow(dead_code)]
 
 pub mod process_model;
+// The kernel's socket table and `/proc`, as the core reads them on Linux (files without any
+// other dependency on the crate), until the shared harness has its own.
+#[path = "../../src/holder/linux/procfs.rs"]
+pub mod procfs;
+#[path = "../../src/holder/linux/table.rs"]
+pub mod table;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -203,7 +209,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> String {
 
 /// Binds the address right now with the gateway's own lock, proving it is free.
 pub fn assert_port_free(addr: SocketAddr) {
-    gateway_lock::lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
+    gateway_lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
 }
 
 // --- issue 6: protocol clients (spec/protocol.md) ---
@@ -503,7 +509,7 @@ pub fn wait_for_established(port: u16, n: usize) {
     loop {
         let mut rows = Vec::new();
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            rows.extend(gateway_lock::probe::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
+            rows.extend(table::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
         }
         if rows.iter().filter(|r| r.local.port() == port && r.state == 0x01).count() >= n {
             return;
@@ -565,6 +571,6 @@ pub fn example_bin(name: &str) -> PathBuf {
 /// of the host, which the thousands of `TIME_WAIT` sockets of a long run make slow).
 pub fn listeners_on(port: u16) -> usize {
     let wanted = SocketAddr::from(([127, 0, 0, 1], port));
-    let rows = gateway_lock::probe::listening_sockets(port).expect("the kernel's socket table");
-    rows.iter().filter(|r| gateway_lock::probe::covers(r.local, wanted)).count()
+    let rows = table::listening_sockets(port).expect("the kernel's socket table");
+    rows.iter().filter(|r| table::covers(r.local, wanted)).count()
 }

@@ -69,7 +69,7 @@ impl Life {
 /// `SIGSTOP` takes effect when the target next runs, after `kill` has returned.
 pub fn wait_stopped(pid: Pid, want: bool) {
     let end = Instant::now() + DEADLINE;
-    while gateway_lock::probe::is_stopped(pid.as_raw() as u32) != want {
+    while super::procfs::is_stopped(pid.as_raw() as u32) != want {
         assert!(Instant::now() < end, "pid {pid} did not become {}", if want { "stopped" } else { "running" });
         // Polling the kernel's process state; the deadline bounds it.
         std::thread::sleep(Duration::from_millis(1));

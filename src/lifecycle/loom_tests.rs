@@ -3,15 +3,14 @@
 //! release. Invariants LIFE-1, LIFE-2 and LIFE-3 of `spec/invariants.md`.
 //!
 //! Built only with `--cfg gateway_loom` (then `crate::sync` is loom's): run `just loom`, i.e.
-//! `RUSTFLAGS="--cfg gateway_loom" cargo test --test loom_lifecycle --release`, with
-//! `LOOM_MAX_PREEMPTIONS` bounding the search.
+//! `RUSTFLAGS="--cfg gateway_loom" cargo test --lib --release lifecycle::loom_tests`, with
+//! `LOOM_MAX_PREEMPTIONS` bounding the search. Inside the crate, so that the models reach its
+//! `pub(crate)` items.
 //!
 //! The models mirror `src/server.rs`: the `on_drained` waker is a [`loom::sync::Notify`] (as the
 //! server's is a `tokio::sync::Notify` with a stored permit); the releaser loops on
 //! `try_release` and waits on that waker. A lost wake-up shows as a loom deadlock.
-#![cfg(gateway_loom)]
-
-use gateway_lock::lifecycle::{Lifecycle, Phase, Release, ShutdownStart};
+use super::{Lifecycle, Phase, Release, ShutdownStart};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Notify};
 use loom::thread;

@@ -1,32 +1,15 @@
-//! The command line: flags, environment variables and exit codes (`spec/cli.md`, `spec/errors.md`).
+//! The command line: flags and environment variables (`spec/cli.md`), turned into the library's
+//! typed settings.
+//!
+//! Only `gateway_lock`'s public API is named here (no `crate::` path outside the tests): the
+//! command-line fuzz targets compile this very file.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::lock::{self, DEFAULT_PORT};
-
-/// Exit codes of the `gateway` binary. Each refusal has its own, so that scripts and
-/// service managers can tell them apart (`spec/errors.md`).
-pub mod exit_code {
-    /// Clean exit, including a completed graceful shutdown.
-    pub const OK: u8 = 0;
-    /// An unexpected runtime failure after the lock was taken.
-    pub const RUNTIME: u8 = 1;
-    /// Bad usage: unknown flag, bad value (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// The port is held by another listener (`EADDRINUSE`).
-    pub const PORT_HELD: u8 = 3;
-    /// Any other failure to bind the listener.
-    pub const BIND_FAILED: u8 = 4;
-    /// Refusing to bind a non-loopback address without a token (issue 6, `spec/protocol.md` DOOR-2).
-    pub const UNAUTHENTICATED_BIND: u8 = 7;
-    /// The port is held by a live gateway (ERR-1's message still first; `OPS-1`).
-    pub const HELD_BY_GATEWAY: u8 = 5;
-    /// The profile's state directory is locked by another gateway (`OPS-6`).
-    pub const STATE_DIR_LOCKED: u8 = 6;
-}
+use gateway_lock::{Limits, RunSettings, Takeover, Token, TokenConfig, DEFAULT_PORT};
 
 /// `gateway`: a WebSocket gateway whose single-instance lock is its listening port.
 #[derive(Debug, Parser)]
@@ -72,19 +55,19 @@ pub struct RunArgs {
     #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
     /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
-    #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = crate::protocol::DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = RunSettings::default().handshake_timeout.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=600_000), value_name = "MS")]
     pub handshake_timeout_ms: u64,
     /// Interval of the `tick` event sent to authenticated clients.
-    #[arg(long, env = "GATEWAY_TICK_INTERVAL_MS", default_value_t = crate::protocol::DEFAULT_TICK_INTERVAL_MS,
+    #[arg(long, env = "GATEWAY_TICK_INTERVAL_MS", default_value_t = RunSettings::default().tick_interval.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(10..=3_600_000), value_name = "MS")]
     pub tick_interval_ms: u64,
     /// Most open connections (HTTP and WebSocket).
-    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = crate::front_door::DEFAULT_MAX_CONNECTIONS as u32,
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_connections: u32,
     /// Most connections that have not completed the handshake; the oldest is dropped for a newcomer.
-    #[arg(long, env = "GATEWAY_MAX_UNAUTHENTICATED", default_value_t = crate::front_door::DEFAULT_MAX_UNAUTHENTICATED as u32,
+    #[arg(long, env = "GATEWAY_MAX_UNAUTHENTICATED", default_value_t = Limits::default().max_unauthenticated as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_unauthenticated: u32,
     /// Operations (issue 4): `--wait`, `--replace`, `--profile`.
@@ -94,12 +77,25 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The token as configured by flags and environment (the file is read only after the bind).
-    pub fn token_config(&self) -> crate::front_door::TokenConfig {
-        use crate::front_door::{Token, TokenConfig};
+    pub fn token_config(&self) -> TokenConfig {
         match (&self.token, &self.token_file) {
             (Some(token), _) => TokenConfig::Value(Token::new(token.clone())),
             (None, Some(path)) => TokenConfig::File(path.clone()),
             (None, None) => TokenConfig::None,
+        }
+    }
+
+    /// The library's settings for `gateway run`.
+    pub fn settings(&self) -> RunSettings {
+        RunSettings {
+            addr: std::net::SocketAddr::new(self.host, self.port),
+            token: self.token_config(),
+            allowed_origins: self.allow_origins.clone(),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            tick_interval: Duration::from_millis(self.tick_interval_ms),
+            limits: Limits { max_connections: self.max_connections as usize, max_unauthenticated: self.max_unauthenticated as usize },
+            takeover: Takeover { wait: self.ops.wait, replace: self.ops.replace },
+            profile: self.ops.profile.clone(),
         }
     }
 }
@@ -164,15 +160,7 @@ pub struct StopArgs {
 
 /// The default port of a profile, or [`DEFAULT_PORT`] without one.
 pub fn default_port(profile: Option<&str>) -> u16 {
-    profile.map(crate::profile::default_port).unwrap_or(DEFAULT_PORT)
-}
-
-/// Prints `line` on stdout for `status`, `stop` and `verify`. A closed stdout (`gateway status |
-/// true`) is not an error and never a panic: the exit code still tells.
-pub fn print_line(line: impl std::fmt::Display) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    profile.map(gateway_lock::profile_port).unwrap_or(DEFAULT_PORT)
 }
 
 /// Parses the command line like [`Cli::try_parse_from`], then applies the profile's default
@@ -197,8 +185,8 @@ fn parse_duration(value: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(value)
 }
 
-fn parse_profile_arg(value: &str) -> Result<String, crate::profile::ProfileNameError> {
-    crate::profile::parse_profile_name(value)
+fn parse_profile_arg(value: &str) -> Result<String, gateway_lock::ProfileNameError> {
+    gateway_lock::parse_profile_name(value)
 }
 
 /// Flags of `gateway verify` (`spec/cli.md`).
@@ -230,8 +218,8 @@ pub struct VerifyArgs {
     pub exe: Option<std::path::PathBuf>,
 }
 
-fn parse_host_arg(value: &str) -> Result<IpAddr, lock::HostError> {
-    lock::parse_host(value)
+fn parse_host_arg(value: &str) -> Result<IpAddr, gateway_lock::HostError> {
+    gateway_lock::parse_host(value)
 }
 
 #[cfg(test)]
@@ -270,7 +258,7 @@ mod tests {
             &["gateway", "verify", "--seed", "-1"],
         ] {
             let err = parse_from(args).unwrap_err();
-            assert_eq!(err.exit_code(), i32::from(exit_code::USAGE), "{args:?}");
+            assert_eq!(err.exit_code(), i32::from(crate::exit::USAGE), "{args:?}");
         }
     }
 
@@ -282,7 +270,7 @@ mod tests {
             _ => unreachable!(),
         };
         assert_eq!(port(&["gateway", "run"]), DEFAULT_PORT);
-        assert_eq!(port(&["gateway", "run", "--profile", "work"]), crate::profile::default_port("work"));
+        assert_eq!(port(&["gateway", "run", "--profile", "work"]), gateway_lock::profile_port("work"));
         assert_eq!(port(&["gateway", "run", "--profile", "work", "--port", "7"]), 7);
         match parse_from(["gateway", "run", "--wait"]).unwrap().command {
             Command::Run(run) => assert_eq!(run.ops.wait, Some(None)),
@@ -303,7 +291,6 @@ mod tests {
             file in proptest::option::of("/[a-z]{1,8}"),
             file_first in proptest::bool::ANY,
         ) {
-            use crate::front_door::{Token, TokenConfig};
             proptest::prop_assume!(std::env::var_os("GATEWAY_TOKEN").is_none() && std::env::var_os("GATEWAY_TOKEN_FILE").is_none());
             let mut flags = Vec::new();
             if let Some(t) = &token {
