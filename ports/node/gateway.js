@@ -32,19 +32,32 @@ function parse() {
   }
 }
 
+/** ERR-1 or ERR-2 as the first stderr line; after ERR-1, the holder (OPS-1): exit 5 for a live gateway. */
+async function refuse(err, settings) {
+  writeLine(2, String(err));
+  if (!err.held) exit(err.exitCode);
+  const { describeHolder, ephemeralWarning } = require('./lib/holder');
+  const holder = await describeHolder(settings.host, settings.port);
+  for (const line of holder.lines) writeLine(2, line);
+  const warning = ephemeralWarning(settings.port);
+  if (warning) writeLine(2, warning);
+  exit(holder.live ? 5 : 3);
+}
+
 async function run(settings) {
   // Step 2: the bind is the first observable act (LOCK-3).
   let listener;
   try {
     listener = await acquireGatewayLock(settings.host.address, settings.port);
   } catch (err) {
-    if (err instanceof GatewayLockError) exit(err.exitCode, 2, String(err));
+    if (err instanceof GatewayLockError) await refuse(err, settings);
     throw err;
   }
   // Everything below runs in the same turn of the event loop as the bind's completion, so no connection
   // is accepted before the gateway handles it.
   const { resolveToken, TokenError } = require('./lib/token');
   const { Gateway } = require('./lib/gateway');
+  const { ephemeralWarning } = require('./lib/holder');
   const port = listener.address().port;
   let auth;
   try {
@@ -53,6 +66,8 @@ async function run(settings) {
     if (err instanceof TokenError) exit(1, 2, err.message);
     throw err;
   }
+  const warning = ephemeralWarning(settings.port);
+  if (warning) writeLine(2, warning);
   if (auth.notice) writeLine(2, auth.notice);
   const gateway = new Gateway(listener, settings, auth, {
     onReleased: () => process.exit(0),

@@ -81,4 +81,4 @@ function parsePort(text) {
   return value;
 }
 
-module.exports = { ValueError, parseHost, parsePort, isLoopback };
+module.exports = { ValueError, parseHost, parsePort, isLoopback, ipv6Groups };
