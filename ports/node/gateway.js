@@ -10,8 +10,13 @@ const { acquireGatewayLock, GatewayLockError } = require('./lib/lock');
 function writeLine(fd, text) {
   try {
     fs.writeSync(fd, `${text}\n`);
-  } catch {
-    // nobody reads it: the exit code (or the held port) still says what happened
+  } catch (err) {
+    // A non-blocking descriptor that is full: let the stream queue it. Anything else (EPIPE: nobody
+    // reads it) is dropped; the exit code, or the held port, still says what happened.
+    if (err.code !== 'EAGAIN') return;
+    const stream = fd === 1 ? process.stdout : process.stderr;
+    stream.on('error', () => {});
+    stream.write(`${text}\n`);
   }
 }
 

@@ -62,7 +62,7 @@ const failure = (id, code, message) => ({ type: 'res', id, ok: false, error: { c
 
 /**
  * One connection's protocol state. `gateway` supplies `token`, `info()` (host, port, pid, version,
- * tickIntervalMs, ...), `health()`, `presence()`, `config()`. Every method returns
+ * tickIntervalMs), and the method payloads `healthPayload()`, `status()`, `presence()`, `config()`. Every method returns
  * `{ send: [frames], close?: [code, reason], authenticated?: true }`.
  */
 class Session {
