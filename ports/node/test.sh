@@ -8,7 +8,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 node -e 'if (Number(process.versions.node.split(".")[0]) < 20) { console.error("ports/node needs Node.js 20 or later"); process.exit(1) }'
-node --test ports/node/test/
+node --test ports/node/test/*.test.js
 if [ -z "${CONFORMANCE:-}" ]; then
     cargo build --quiet --example conformance
     CONFORMANCE=target/debug/examples/conformance
