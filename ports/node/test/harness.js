@@ -68,7 +68,8 @@ function startGateway(args, env = {}) {
   child.stderr.on('data', (d) => {
     err += d;
   });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close' comes after the exit and the end of stdout and stderr, so their text is complete by then.
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   const ready = new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
       out += d;
@@ -85,7 +86,6 @@ function startGateway(args, env = {}) {
 async function runGateway(args, env = {}) {
   const g = startGateway(args, env);
   const { code, signal } = await within(g.exited, `gateway ${args.join(' ')}`);
-  await new Promise((resolve) => setImmediate(resolve));
   return { code, signal, stdout: g.stdout(), stderr: g.stderr() };
 }
 
