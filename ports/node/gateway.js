@@ -3,7 +3,7 @@
 // `gateway run` for Node.js, written from spec/ (cli.md, "Sequence"). This file owns the command line,
 // every line printed and every exit code; lib/ holds the lock, the server and the protocol.
 const fs = require('node:fs');
-const { parseCommandLine, UsageError, NoAuthError, HELP, VERSION } = require('./lib/cli');
+const { parseCommandLine, UsageError, NoAuthError, BadLogLevel, HELP, VERSION } = require('./lib/cli');
 const { acquireGatewayLock, GatewayLockError } = require('./lib/lock');
 
 /** Writes a line synchronously; a closed stdout or stderr is never fatal (CLI-4). */
@@ -32,6 +32,7 @@ function parse() {
     if (err instanceof UsageError) {
       exit(2, 2, `error: ${err.message}\n\nUsage: gateway run [OPTIONS]\n\nFor more information, try '--help'.`);
     }
+    if (err instanceof BadLogLevel) exit(2, 2, err.message);
     if (err instanceof NoAuthError) exit(7, 2, err.message);
     throw err;
   }
@@ -66,7 +67,7 @@ async function run(settings) {
   const port = listener.address().port;
   let auth;
   try {
-    auth = resolveToken(settings, port, process.env);
+    auth = resolveToken(settings, process.env);
   } catch (err) {
     if (err instanceof TokenError) exit(1, 2, err.message);
     throw err;

@@ -30,7 +30,7 @@ test('LOCK-4 FUZZ-1: a literal host round-trips through its printed form; names 
   assert.equal(parseHost('localhost').address, '127.0.0.1');
   assert.equal(parseHost('0:0:0:0:0:0:0:1').url, '[::1]');
   assert.equal(parseHost('::ffff:7f00:1').address, '::ffff:127.0.0.1');
-  for (const bad of ['', 'example.com', 'LOCALHOST', '127.1', '01.2.3.4', 'fe80::1%lo', '[::1', '1.2.3.4:80', ' ::1']) {
+  for (const bad of ['', 'example.com', 'localhost.', '0177.0.0.1', '127.1', '01.2.3.4', 'fe80::1%lo', '[::1', '1.2.3.4:80', ' ::1']) {
     assert.throws(() => parseHost(bad), ValueError, bad);
   }
   assert.ok(isLoopback(parseHost('127.9.9.9')) && isLoopback(parseHost('::1')) && isLoopback(parseHost('::ffff:127.0.0.1')));
