@@ -182,7 +182,7 @@ class Connection {
   onMessage(data) {
     if (!this.session.authenticated && !this.looked) {
       this.looked = true;
-      const wait = this.gateway.throttle.wait(Date.now());
+      const wait = this.gateway.throttle.wait(performance.now());
       if (wait > 0) {
         this.waiting = true;
         this.socket.pause();

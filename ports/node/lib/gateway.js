@@ -51,7 +51,7 @@ class Gateway {
 
   /** A failed connect (DOOR-8): counted; the throttle's notice is logged at warn, at most once per 10 s. */
   authFailed() {
-    const notice = this.throttle.failed(Date.now());
+    const notice = this.throttle.failed(performance.now());
     if (notice) this.log('warn', notice);
   }
 

@@ -15,7 +15,7 @@ function escapeChar(c) {
 /** The escaped pieces of `bytes` (a Buffer), one per character: invalid UTF-8 bytes become `\xHH`. */
 function pieces(bytes) {
   const out = [];
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let i = 0;
   while (i < bytes.length) {
     const len = sequenceLength(bytes, i);

@@ -11,7 +11,8 @@ const TURN_MS = 200;
 const NOTICE_MS = 10000;
 
 class Throttle {
-  constructor(now = Date.now()) {
+  /** `now` and every later time: milliseconds of a monotonic clock (the gateway: performance.now()). */
+  constructor(now = performance.now()) {
     this.level = 0;
     this.at = now;
     this.nextTurn = -Infinity;
@@ -20,6 +21,7 @@ class Throttle {
   }
 
   drain(now) {
+    if (now <= this.at) return;
     this.level = Math.max(0, this.level - ((now - this.at) * DRAIN_PER_SECOND) / 1000);
     this.at = now;
   }
@@ -30,9 +32,13 @@ class Throttle {
     return this.level > CAPACITY - 1;
   }
 
-  /** How long (ms) a first frame arriving at `now` waits: 0 when not full, else until its turn. */
+  /**
+   * How long (ms) a first frame arriving at `now` waits: 0 when the bucket is not full and no turn handed
+   * out is still ahead, else until its own turn (first come first served: a newcomer never overtakes the
+   * turns already handed out, or the turns and the free looks would add up beyond 5 per second).
+   */
   wait(now) {
-    if (!this.full(now)) return 0;
+    if (!this.full(now) && this.nextTurn <= now) return 0;
     const turn = Math.max(now, this.nextTurn);
     this.nextTurn = turn + TURN_MS;
     return turn - now;
