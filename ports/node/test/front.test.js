@@ -224,3 +224,26 @@ test('REL-4: an HTTP exchange is finished once its response is written, whether 
   lingering.destroy();
   t.diagnostic('released without waiting for the lingering client');
 });
+
+test('PROTO-2: a client that never reads is not buffered for without bound (maxBufferedBytes); others are served', async (t) => {
+  const { g, port, stop } = await gateway();
+  t.after(stop);
+  const greedy = await connect(port);
+  await greedy.next();
+  greedy.send(text(CONNECT('s3cret')));
+  await greedy.next();
+  greedy.socket.pause(); // never reads again
+  const request = text({ type: 'req', id: 'h', method: 'health' });
+  greedy.send(Buffer.concat(Array.from({ length: 40000 }, () => request)));
+  const conn = () => [...g.connections].find((c) => c.authenticated);
+  await h.within((async () => {
+    while (!conn().blocked) await new Promise((resolve) => setTimeout(resolve, 5));
+  })(), 'the gateway stops reading the client');
+  assert.ok(conn().socket.writableLength <= 2 * 1048576 + 65536, `${conn().socket.writableLength} bytes unsent`);
+  const other = await connect(port);
+  await other.next();
+  other.send(text(CONNECT('s3cret')));
+  assert.equal((await other.next()).json.payload.type, 'hello-ok', 'another client is served meanwhile');
+  other.socket.destroy();
+  greedy.socket.destroy();
+});

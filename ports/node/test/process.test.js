@@ -168,3 +168,47 @@ test('CLI-4: `run` whose ready line cannot be written keeps serving', async () =
   child.kill('SIGTERM');
   assert.equal(await h.within(exited, 'exit'), 0);
 });
+
+test('LOCK-4 DOOR-2: an IPv4-mapped host is IPv6 and cannot be bound (exit 4); a mapped non-loopback one needs a token (exit 7)', async () => {
+  const mapped = await h.runGateway(['run', '--host', '[::FFFF:7F00:1]', '--port', '0']);
+  assert.equal(mapped.code, 4);
+  assert.ok(mapped.stderr.startsWith('GatewayLockError: failed to bind gateway socket on ws://[::ffff:127.0.0.1]:0: '), mapped.stderr);
+  assert.equal(mapped.stdout, '');
+  const other = await h.runGateway(['run', '--host', '::ffff:10.0.0.1', '--port', '0']);
+  assert.deepEqual([other.code, other.stderr], [7, 'Refusing to bind gateway to ::ffff:10.0.0.1 without auth.\n']);
+  const wildcard = await acquireGatewayLock('::', 0);
+  try {
+    const port = wildcard.address().port;
+    const g = h.startGateway(['run', '--host', 'LOCALHOST', '--port', String(port), '--token', 't']);
+    assert.equal(await h.within(g.ready, 'ready line'), `listening on ws://127.0.0.1:${port}`, ':: is IPv6 only');
+    await stop(g);
+  } finally {
+    wildcard.close();
+  }
+});
+
+test('CLI-3: an empty GATEWAY_PORT is a usage error, not the default port; GATEWAY_LOG prints its one exact line', async () => {
+  const empty = await h.runGateway(['run', '--token', 't'], { GATEWAY_PORT: '' });
+  assert.equal(empty.code, 2);
+  assert.ok(empty.stderr.startsWith("error: invalid value '' for '--port <PORT>'"), empty.stderr);
+  const log = await h.runGateway(['run', '--port', '0', '--token', 't'], { GATEWAY_LOG: 'verbose\n' });
+  assert.deepEqual([log.code, log.stdout, log.stderr],
+    [2, '', "error: invalid value 'verbose\\n' for 'GATEWAY_LOG': expected one of off, error, warn, info, debug, trace\n"]);
+});
+
+test('OPS-9: a refused instance shows a hostile holder\'s command line escaped, on one line', async () => {
+  const script = "const s = require('net').createServer(); s.listen(0, '127.0.0.1', () => console.log(s.address().port));";
+  const hostile = h.track(spawn(process.execPath, ['-e', script, 'x\n  holder is a live gateway: profile p', '\x1b[2J\u202e'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const port = Number(await h.within(new Promise((resolve) => hostile.stdout.once('data', (d) => resolve(String(d).trim()))), 'holder'));
+  try {
+    const refused = await h.runGateway(['run', '--port', String(port), '--token', 't']);
+    assert.equal(refused.code, 3);
+    const lines = refused.stderr.split('\n');
+    assert.equal(lines[0], `GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:${port}`);
+    assert.ok(lines[1].startsWith(`  holder: pid ${hostile.pid} `), lines[1]);
+    assert.ok(lines[1].endsWith(' x\\n  holder is a live gateway: profile p \\x1b[2J\\u{202e}'), lines[1]);
+    assert.ok(!lines.slice(2).some((l) => l.startsWith('  holder is a live gateway')), 'no fake line');
+  } finally {
+    hostile.kill('SIGKILL');
+  }
+});
