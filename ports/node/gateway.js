@@ -20,6 +20,11 @@ function writeLine(fd, text) {
   }
 }
 
+/** A `warn` diagnostic (the ephemeral-range advice): shown unless GATEWAY_LOG is `error` or `off`. */
+function warn(settings, line) {
+  if (line && !['off', 'error'].includes(settings.logLevel)) writeLine(2, line);
+}
+
 function exit(code, fd, text) {
   if (text !== undefined) writeLine(fd, text);
   process.exit(code);
@@ -45,8 +50,7 @@ async function refuse(err, settings) {
   const { describeHolder, ephemeralWarning } = require('./lib/holder');
   const holder = await describeHolder(settings.host, settings.port);
   for (const line of holder.lines) writeLine(2, line);
-  const warning = ephemeralWarning(settings.port);
-  if (warning) writeLine(2, warning);
+  warn(settings, ephemeralWarning(settings.port));
   exit(holder.live ? 5 : 3);
 }
 
@@ -72,8 +76,7 @@ async function run(settings) {
     if (err instanceof TokenError) exit(1, 2, err.message);
     throw err;
   }
-  const warning = ephemeralWarning(settings.port);
-  if (warning) writeLine(2, warning);
+  warn(settings, ephemeralWarning(settings.port));
   if (auth.notice) writeLine(2, auth.notice);
   const gateway = new Gateway(listener, settings, auth, {
     onReleased: () => process.exit(0),

@@ -132,7 +132,9 @@ function probeHealth(host, port, ms) {
       resolve(answer);
     };
     const timer = setTimeout(() => done({ silent: true }), ms);
-    socket.on('connect', () => socket.write(`GET /healthz HTTP/1.1\r\nHost: ${host.url}:${port}\r\nConnection: close\r\n\r\n`));
+    // Host: the address actually dialled, a loopback one for a wildcard, so a gateway's Host check (DOOR-7) passes.
+    const authority = address.includes(':') ? `[${address}]` : address;
+    socket.on('connect', () => socket.write(`GET /healthz HTTP/1.1\r\nHost: ${authority}:${port}\r\nConnection: close\r\n\r\n`));
     socket.on('data', (chunk) => {
       data = Buffer.concat([data, chunk]).subarray(0, 65536);
     });
