@@ -212,3 +212,18 @@ test('OPS-9: a refused instance shows a hostile holder\'s command line escaped, 
     hostile.kill('SIGKILL');
   }
 });
+
+test('DOOR-6: two gateways starting at once without a token end up with the same stored token', async (t) => {
+  const s = h.scratch();
+  t.after(s.remove);
+  for (let round = 0; round < 5; round++) {
+    fs.rmSync(path.join(s.dir, 'gateway-lock'), { recursive: true, force: true });
+    const both = [0, 1].map(() => h.startGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir }));
+    await Promise.all(both.map((g) => h.within(g.ready, 'ready line')));
+    await Promise.all(both.map(stop));
+    const lines = both.map((g) => g.stderr());
+    assert.equal(lines.filter((l) => l.includes('generated one and stored it in')).length, 1, lines.join(''));
+    assert.equal(lines.filter((l) => l.includes('using the one stored in')).length, 1, lines.join(''));
+    assert.deepEqual(fs.readdirSync(path.join(s.dir, 'gateway-lock')), ['token'], 'no temporary file left');
+  }
+});
