@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn lines_and_stderr_are_read_without_waiting_for_eof_of_a_child() {
-        let line = "echo ready; echo oops >&2; sleep 30 & wait";
+        let line = "echo oops >&2; echo ready; sleep 30 & wait";
         let mut proc = Proc::spawn(Launch::Shell(format!("sh -c '{line}'")).command(), Stdio::null(), true).unwrap();
         assert_eq!(proc.read_line(Duration::from_secs(10)).unwrap(), "ready\n");
         proc.signal(Signal::SIGKILL).unwrap();

@@ -101,9 +101,9 @@ pub const MAX_UNAUTHENTICATED: usize = 32;
 /// The grace period of a graceful shutdown (SHUT-2).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a refused start may take with a live holder (LOCK-1's fail-fast bound, `spec/README.md`).
-pub const REFUSAL_BOUND: Duration = Duration::from_secs(2);
+pub const REFUSAL_BOUND: Duration = Duration::from_secs(1);
 /// How long from exec to the port accepting connections, with nothing to wait for (CLI-1's bound).
-pub const BIND_BOUND: Duration = Duration::from_secs(2);
+pub const BIND_BOUND: Duration = Duration::from_secs(1);
 /// `O_CLOEXEC` as `/proc/<pid>/fdinfo/<fd>` prints it in `flags` (octal 02000000).
 pub const O_CLOEXEC_FLAG: u32 = 0o2000000;
 
