@@ -78,6 +78,11 @@ conformance template="" *CLAIMS:
     cargo build --quiet --workspace --bins
     target/debug/gateway-conformance "$@"
 
+# The runner proven by mutants (conformance/mutants/mini_port.py --defect NAME: one defect each):
+# the runner must FAIL every one, naming its rows. Part of `unit` (cargo test --workspace).
+conformance-mutants:
+    cargo test --quiet -p gateway-conformance --test mutants
+
 # A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
 verify-smoke:
     cargo run --quiet --bin gateway -- verify --cycles 20

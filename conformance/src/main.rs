@@ -34,8 +34,8 @@ fn main() {
     let _ = reaper::become_subreaper();
     let report = Arc::new(Mutex::new(Report::default()));
     let started = Instant::now();
-    interrupt::watch(Arc::clone(&report), Arc::clone(&settings), started);
     let subject = subject::Subject::new(&settings).unwrap_or_else(|e| usage_error(&format!("cannot create a scratch directory: {e}")));
+    interrupt::watch(Arc::clone(&report), Arc::clone(&settings), started, subject.scratch_path(""));
     if !settings.json {
         say(&heading(&settings));
     }

@@ -191,7 +191,12 @@ impl Subject {
         match run.proc.wait(Duration::from_millis(200)) {
             Ok(status) => {
                 let err = run.proc.stderr(Duration::from_millis(200));
-                format!("{why} ({}; stderr {:?})", describe_status(status), first_line(&err))
+                let hint = if err.contains("No such file") || err.contains("not found") {
+                    " (hint: each instance runs in a fresh, empty working directory: give absolute paths in the template)"
+                } else {
+                    ""
+                };
+                format!("{why} ({}; stderr {:?}){hint}", describe_status(status), first_line(&err))
             }
             Err(_) => why,
         }

@@ -9,7 +9,7 @@ pub const NO_SCENARIO: &str = "no black-box scenario for it";
 pub fn not_applicable(id: &str, settings: &Settings) -> &'static str {
     let claims: &Claims = &settings.claims;
     match id {
-        "ERR-2" => "the template has no {host}",
+        "ERR-2" if !settings.template.contains("{host}") => "the template has no {host}",
         "CLI-1" if settings.ready == ReadyBy::Port => "no ready line claimed (--ready port)",
         "CLI-4" => "`status`, `stop` and `verify` are this binary's own subcommands",
         "OPS-1" if !claims.names_holder => "naming the holder not claimed (no --names-holder)",

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""A minimal port of the gateway lock (the lock rows of spec/ only: no protocol), in Python's
+standard library, used to prove the conformance runner: without --defect it passes the rows
+conformance/tests/mutants.rs asks for; each --defect NAME plants exactly one defect the runner must
+catch (see DEFECTS).
+
+    mini_port.py [--defect NAME] [--host HOST] [--port PORT]   (GATEWAY_PORT when --port is absent)
+"""
+import argparse
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+DEFECTS = {
+    "slow-refusal": "retries EADDRINUSE for 3 s before refusing (LOCK-1's fail-fast bound)",
+    "state-before-bind": "writes state.json in its working directory before the bind (LOCK-3)",
+    "slow-bind": "works 2 s before the bind (CLI-1's bound from exec to ready)",
+    "ready-before-bind": "prints the ready line before the bind (CLI-1, LOCK-1, LOCK-6)",
+    "wildcard": "binds 0.0.0.0 whatever host was asked for (LOCK-4)",
+    "reuseport": "sets SO_REUSEPORT on its listener (LOCK-5)",
+    "inherit": "an inheritable listener, and a long-lived child in its own session (REL-3)",
+    "exit-code": "exits 1 instead of 3 when the port is held (ERR-1, LOCK-2)",
+    "ignore-env": "ignores GATEWAY_PORT (CLI-3)",
+    "no-400": "answers a malformed request head with 200 (SRV-3)",
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="mini_port")
+    parser.add_argument("--defect", choices=sorted(DEFECTS), default=None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default=None)
+    args = parser.parse_args()
+    env = None if args.defect == "ignore-env" else os.environ.get("GATEWAY_PORT")
+    text = args.port if args.port is not None else (env or "18789")
+    if not text.isdigit() or int(text) > 65535:
+        parser.error(f"invalid value '{text}' for '--port <PORT>'")
+    args.port = int(text)
+    if args.host == "localhost":
+        args.host = "127.0.0.1"
+    return args
+
+
+def url(host, port):
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+
+def bind(args):
+    """The lock: bind and listen, or ERR-1 (exit 3) / ERR-2 (exit 4)."""
+    host = "0.0.0.0" if args.defect == "wildcard" else args.host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    give_up = time.monotonic() + (3.0 if args.defect == "slow-refusal" else 0.0)
+    while True:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if args.defect == "reuseport":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, args.port))
+            listen(sock)
+            return sock
+        except OSError as err:
+            sock.close()
+            if err.errno == errno.EADDRINUSE and time.monotonic() < give_up:
+                time.sleep(0.05)
+                continue
+            refuse(args, err)
+
+
+def listen(sock):
+    """LOCK-6: a listen refused with EADDRINUSE is tried up to 4 times in all."""
+    for attempt in range(4):
+        try:
+            sock.listen(64)
+            return
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE or attempt == 3:
+                raise
+
+
+def refuse(args, err):
+    where = url(args.host, args.port)
+    if err.errno == errno.EADDRINUSE:
+        print(f"GatewayLockError: another gateway instance is already listening on {where}", file=sys.stderr)
+        sys.exit(1 if args.defect == "exit-code" else 3)
+    print(f"GatewayLockError: failed to bind gateway socket on {where}: {err.strerror}", file=sys.stderr)
+    sys.exit(4)
+
+
+def answer(conn, port, defect):
+    """One HTTP exchange: /healthz, else 404; a malformed head 400."""
+    conn.settimeout(2)
+    try:
+        head = conn.recv(8192).decode("latin-1")
+    except OSError:
+        head = ""
+    line = head.split("\r\n", 1)[0].split(" ")
+    if len(line) != 3 or not line[2].startswith("HTTP/1."):
+        status, body = ("200 OK" if defect == "no-400" else "400 Bad Request"), {"ok": False}
+    elif line[1] in ("/health", "/healthz"):
+        status, body = "200 OK", {"ok": True, "status": "live", "pid": os.getpid(), "port": port}
+    else:
+        status, body = "404 Not Found", {"ok": False}
+    data = json.dumps(body).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    try:
+        conn.sendall(head.encode() + data)
+    except OSError:
+        pass
+    conn.close()
+
+
+def main():
+    args = parse_args()
+    if args.defect == "slow-bind":
+        time.sleep(2)
+    if args.defect == "state-before-bind":
+        with open("state.json", "w") as f:
+            f.write("{}")
+    if args.defect == "ready-before-bind":
+        print(f"listening on {url(args.host, args.port)}", flush=True)
+    sock = bind(args)
+    if args.defect == "inherit":
+        sock.set_inheritable(True)
+        subprocess.Popen(["sleep", "600"], close_fds=False, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.append(1))
+    if args.defect != "ready-before-bind":
+        print(f"listening on {url(args.host, sock.getsockname()[1] and args.port)}", flush=True)
+    while not stop:
+        try:
+            ready, _, _ = select.select([sock], [], [], 0.2)
+        except InterruptedError:
+            continue
+        if ready:
+            conn, _ = sock.accept()
+            answer(conn, args.port, args.defect)
+    sock.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
