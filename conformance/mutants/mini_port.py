@@ -93,20 +93,39 @@ def refuse(args, err):
     sys.exit(4)
 
 
-def answer(conn, port, defect):
-    """One HTTP exchange: /healthz, else 404; a malformed head 400."""
-    conn.settimeout(2)
-    try:
-        head = conn.recv(8192).decode("latin-1")
-    except OSError:
-        head = ""
-    line = head.split("\r\n", 1)[0].split(" ")
+def read_head(conn):
+    """The request head (up to the blank line), at most 8 KiB + 1; empty on a timeout."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) <= 8192:
+        try:
+            chunk = conn.recv(8192)
+        except OSError:
+            break
+        if not chunk:
+            break
+        head += chunk
+    return head.decode("latin-1")
+
+
+def route(head, port, defect):
+    """(status, body) for a request head."""
+    lines = head.split("\r\n\r\n", 1)[0].split("\r\n")
+    line = lines[0].split(" ")
     if len(line) != 3 or not line[2].startswith("HTTP/1."):
-        status, body = ("200 OK" if defect == "no-400" else "400 Bad Request"), {"ok": False}
-    elif line[1] in ("/health", "/healthz"):
-        status, body = "200 OK", {"ok": True, "status": "live", "pid": os.getpid(), "port": port}
-    else:
-        status, body = "404 Not Found", {"ok": False}
+        return ("200 OK" if defect == "no-400" else "400 Bad Request"), {"ok": False}
+    if len(head) > 8192 or len(lines) - 1 > 32:
+        return "431 Request Header Fields Too Large", {"ok": False}
+    if line[1] not in ("/health", "/healthz"):
+        return "404 Not Found", {"ok": False}
+    if line[0] not in ("GET", "HEAD"):
+        return "405 Method Not Allowed", {"ok": False}
+    return "200 OK", {"ok": True, "status": "live", "pid": os.getpid(), "port": port}
+
+
+def answer(conn, port, defect):
+    """One HTTP exchange: /healthz, 404, 405, 431; a malformed head 400."""
+    conn.settimeout(2)
+    status, body = route(read_head(conn), port, defect)
     data = json.dumps(body).encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     try:

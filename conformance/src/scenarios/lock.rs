@@ -133,7 +133,8 @@ fn listener_private(holder: &Running, port: u16) -> Check {
     Ok("the listening socket is close-on-exec and open in the holder only".to_string())
 }
 
-/// SRV-1: `/healthz` names the holder; SRV-3: a malformed head gets 400 and serving goes on.
+/// SRV-1: `/healthz` names the holder; SRV-3: a malformed head gets 400, an unknown path 404, a
+/// wrong method 405, an oversize head 431, and serving goes on.
 fn health_and_bad_requests(ctx: &Ctx, port: u16) {
     let deadline = ctx.settings.deadline;
     let answer =
@@ -152,11 +153,30 @@ fn health_and_bad_requests(ctx: &Ctx, port: u16) {
         other => Err(format!("malformed head answered {other}, want 400")),
     });
     ctx.check("SRV-3", &bad);
+    for (what, request, want) in bad_requests(port) {
+        let result = answer(http_raw(loopback(port), request.as_bytes(), deadline)).and_then(|a| match a.status {
+            s if s == want => Ok(format!("{what}: {want}")),
+            other => Err(format!("{what} answered {other}, want {want}")),
+        });
+        ctx.check("SRV-3", &result);
+    }
     let after = answer(http_get(loopback(port), "/healthz", deadline)).and_then(|a| match a.status {
         200 => Ok("still serving after bad input".to_string()),
         other => Err(format!("after bad input GET /healthz answered {other}")),
     });
     ctx.check("SRV-3", &after);
+}
+
+/// SRV-3's requests beyond a malformed head: (what, request, the status the spec states).
+fn bad_requests(port: u16) -> [(&'static str, String, u16); 4] {
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    let fields: String = (0..33).map(|i| format!("X-Field-{i}: x\r\n")).collect();
+    [
+        ("an unknown path", format!("GET /no-such-path HTTP/1.1\r\n{host}\r\n"), 404),
+        ("POST /healthz", format!("POST /healthz HTTP/1.1\r\n{host}Content-Length: 0\r\n\r\n"), 405),
+        ("a head over 8 KiB", format!("GET /healthz HTTP/1.1\r\n{host}X-Big: {}\r\n\r\n", "x".repeat(9000)), 431),
+        ("a head of 34 fields", format!("GET /healthz HTTP/1.1\r\n{host}{fields}\r\n"), 431),
+    ]
 }
 
 /// LOCK-2: a foreign (non-gateway) listener gives the same refusal, exit 3.
