@@ -69,6 +69,11 @@ fn with_defaults(mut s: Settings) -> Result<Settings, String> {
     if !s.template.contains("{port}") {
         return Err(format!("the template must contain {{port}}: {:?}", s.template));
     }
+    if let Some(token) = &s.claims.token {
+        if !s.template.contains("{token}") && !s.template.contains(token.as_str()) {
+            eprintln!("gateway-conformance: hint: --token is claimed but the template has neither {{token}} nor the token itself");
+        }
+    }
     let known = scenarios::known_rows();
     if let Some(bad) = s.only.iter().find(|id| !known.contains(&id.as_str())) {
         return Err(format!("--only: no scenario judges {bad:?}; rows judged: {}", known.join(",")));

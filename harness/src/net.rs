@@ -35,6 +35,20 @@ pub fn accepts(addr: SocketAddr, deadline: Duration) -> bool {
     TcpStream::connect_timeout(&addr, deadline).is_ok()
 }
 
+/// The kernel's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), if readable.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    parse_port_range(&std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?)
+}
+
+/// Parses `32768\t60999`: two ports, the first not above the second.
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    match (words.next(), words.next(), words.next()) {
+        (Some(Ok(low)), Some(Ok(high)), None) if low <= high => Some((low, high)),
+        _ => None,
+    }
+}
+
 /// Reserves a port that nobody listens on: a bound socket that does not listen (connections are
 /// refused, so the port looks free, and nobody else can take it meanwhile).
 pub fn reserved_free_port() -> std::io::Result<(Socket, SocketAddr)> {
@@ -152,6 +166,14 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("5 4"), None);
+        assert_eq!(parse_port_range("1 2 3"), None);
+        assert!(ephemeral_range().is_some());
+    }
 
     #[test]
     fn answers_parse() {
