@@ -12,6 +12,7 @@ mod shutdown;
 mod timers;
 
 use std::cell::RefCell;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use gateway_harness::net::free_port;
@@ -96,11 +97,15 @@ fn all() -> Vec<Scenario> {
 pub type Table = &'static [(&'static [&'static str], fn(&Ctx))];
 
 /// Runs every scenario (or those recording a row of `--only`), stopping early after the first
-/// one if the implementation did not start at all.
+/// one if the implementation did not start at all. Progress goes to stderr on a terminal (or with
+/// `--verbose`), so that a slow peer never leaves a person without output.
 pub fn run_all(ctx: &Ctx) {
     for scenario in all() {
         let wanted = ctx.settings.only.is_empty() || scenario.ids.iter().any(|id| ctx.settings.only.iter().any(|o| o == id));
         if wanted {
+            if ctx.settings.verbose || std::io::stderr().is_terminal() {
+                eprintln!("gateway-conformance: {} ...", scenario.ids.join(" "));
+            }
             (scenario.run)(ctx);
         }
         if ctx.report.lock().unwrap_or_else(|e| e.into_inner()).aborted.is_some() {
