@@ -7,6 +7,8 @@ catch (see DEFECTS).
     mini_port.py [--defect NAME] [--host HOST] [--port PORT]   (GATEWAY_PORT when --port is absent)
 """
 import argparse
+import base64
+import hashlib
 import errno
 import json
 import os
@@ -28,6 +30,11 @@ DEFECTS = {
     "exit-code": "exits 1 instead of 3 when the port is held (ERR-1, LOCK-2)",
     "ignore-env": "ignores GATEWAY_PORT (CLI-3)",
     "no-400": "answers a malformed request head with 200 (SRV-3)",
+    "no-reuseaddr": "no SO_REUSEADDR: a connection left by a killed holder keeps the successor out (REL-2)",
+    "exit-1": "exits 1 after a graceful shutdown (SHUT-1, REL-1)",
+    "release-early": "closes the listener before draining its clients (REL-4)",
+    "no-grace": "waits 3 s, not the 500 ms grace period, for a client that never answers the close (SHUT-2)",
+    "double-signal": "a second shutdown signal during the shutdown exits 1 (SHUT-3)",
 }
 
 
@@ -58,7 +65,8 @@ def bind(args):
     give_up = time.monotonic() + (3.0 if args.defect == "slow-refusal" else 0.0)
     while True:
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if args.defect != "no-reuseaddr":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if args.defect == "reuseport":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
@@ -122,10 +130,31 @@ def route(head, port, defect):
     return "200 OK", {"ok": True, "status": "live", "pid": os.getpid(), "port": port}
 
 
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def upgrade_key(head):
+    """The Sec-WebSocket-Key of an upgrade request on /, else None."""
+    lines = head.split("\r\n")
+    if not lines[0].startswith("GET / "):
+        return None
+    fields = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+    if fields.get("upgrade", "").lower() != "websocket":
+        return None
+    return fields.get("sec-websocket-key")
+
+
 def answer(conn, port, defect):
-    """One HTTP exchange: /healthz, 404, 405, 431; a malformed head 400."""
+    """One HTTP exchange (/healthz, 404, 405, 431, 400), or a WebSocket upgrade: True if upgraded."""
     conn.settimeout(2)
-    status, body = route(read_head(conn), port, defect)
+    head = read_head(conn)
+    key = upgrade_key(head)
+    if key:
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
+        conn.setblocking(False)
+        return True
+    status, body = route(head, port, defect)
     data = json.dumps(body).encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     try:
@@ -133,6 +162,43 @@ def answer(conn, port, defect):
     except OSError:
         pass
     conn.close()
+    return False
+
+
+def shut_down(sock, clients, args, signals):
+    """Close frame 1012 to every client, wait for their replies within the grace period, then close
+    them, then the listener (the lock) last; exit 0."""
+    if args.defect == "release-early":
+        sock.close()
+    reason = b"service restart"
+    frame = bytes([0x88, 2 + len(reason)]) + (1012).to_bytes(2, "big") + reason
+    for c in clients:
+        try:
+            c.send(frame)
+        except OSError:
+            pass
+    end = time.monotonic() + (3.0 if args.defect == "no-grace" else 0.5)
+    waiting = list(clients)
+    while waiting and time.monotonic() < end:
+        if args.defect == "double-signal" and len(signals) > 1:
+            sys.exit(1)
+        try:
+            readable, _, _ = select.select(waiting, [], [], 0.05)
+        except InterruptedError:
+            continue
+        for c in readable:
+            try:
+                data = c.recv(4096)
+            except OSError:
+                data = b""
+            if not data or data[0] & 0x0F == 8:
+                waiting.remove(c)
+    if args.defect == "double-signal" and len(signals) > 1:
+        sys.exit(1)
+    for c in clients:
+        c.close()
+    sock.close()
+    sys.exit(1 if args.defect == "exit-1" else 0)
 
 
 def main():
@@ -148,21 +214,31 @@ def main():
     if args.defect == "inherit":
         sock.set_inheritable(True)
         subprocess.Popen(["sleep", "600"], close_fds=False, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stop = []
+    signals = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.append(1))
+        signal.signal(sig, lambda n, _: signals.append(n))
     if args.defect != "ready-before-bind":
-        print(f"listening on {url(args.host, sock.getsockname()[1] and args.port)}", flush=True)
-    while not stop:
+        print(f"listening on {url(args.host, args.port)}", flush=True)
+    clients = []
+    while not signals:
         try:
-            ready, _, _ = select.select([sock], [], [], 0.2)
+            readable, _, _ = select.select([sock] + clients, [], [], 0.2)
         except InterruptedError:
             continue
-        if ready:
-            conn, _ = sock.accept()
-            answer(conn, args.port, args.defect)
-    sock.close()
-    sys.exit(0)
+        for ready in readable:
+            if ready is sock:
+                conn, _ = sock.accept()
+                if answer(conn, args.port, args.defect):
+                    clients.append(conn)
+                continue
+            try:
+                data = ready.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                clients.remove(ready)
+                ready.close()
+    shut_down(sock, clients, args, signals)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-//! The runner proven by mutants: `mutants/mini_port.py`, a minimal Python port of the lock, passes
-//! the lock rows without a defect; with each `--defect` (exactly one defect) the runner must exit 1
+//! The runner proven by mutants: `mutants/mini_port.py`, a minimal Python port of the lock (with
+//! HTTP probes and a bare WebSocket for release and shutdown, no protocol), passes the lock,
+//! release, shutdown and serving rows without a defect; with each `--defect` (exactly one defect) the runner must exit 1
 //! and FAIL the rows that name it. A runner change that lets a mutant pass fails here.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 /// The rows the mini port is judged on (it has no protocol): the control run passes all of them.
-const LOCK_ROWS: &str = "CLI-1,CLI-2,CLI-3,LOCK-1,LOCK-2,LOCK-3,LOCK-4,LOCK-5,LOCK-6,ERR-1,ERR-2,REL-2,REL-3,SRV-1,SRV-3";
+const LOCK_ROWS: &str =
+    "CLI-1,CLI-2,CLI-3,LOCK-1,LOCK-2,LOCK-3,LOCK-4,LOCK-5,LOCK-6,ERR-1,ERR-2,REL-1,REL-2,REL-3,REL-4,SHUT-1,SHUT-2,SHUT-3,SRV-1,SRV-2,SRV-3";
 
 /// Runs the runner on the mini port with `defect` and `--only rows`: (exit code, failed rows, output).
 fn run(defect: Option<&str>, rows: &str) -> (i32, Vec<String>, String) {
@@ -103,4 +105,34 @@ fn cli3_ignored_environment_is_caught() {
 #[test]
 fn srv3_no_400_is_caught() {
     caught("no-400", "SRV-3", &["SRV-3"]);
+}
+
+/// REL-2: no `SO_REUSEADDR`: the connection a killed holder leaves behind keeps the successor out.
+#[test]
+fn rel2_missing_reuseaddr_is_caught() {
+    caught("no-reuseaddr", "REL-2", &["REL-2"]);
+}
+
+/// SHUT-1, REL-1: exit 1 after a graceful shutdown.
+#[test]
+fn shut1_nonzero_exit_after_shutdown_is_caught() {
+    caught("exit-1", "SHUT-1,REL-1", &["SHUT-1", "REL-1"]);
+}
+
+/// REL-4: the listener closed before the clients are drained.
+#[test]
+fn rel4_early_release_is_caught() {
+    caught("release-early", "REL-4", &["REL-4"]);
+}
+
+/// SHUT-2: 3 s for a client that never answers the close, not the 500 ms grace period.
+#[test]
+fn shut2_unbounded_drain_is_caught() {
+    caught("no-grace", "SHUT-2", &["SHUT-2"]);
+}
+
+/// SHUT-3: a second signal during the shutdown exits 1.
+#[test]
+fn shut3_second_signal_is_caught() {
+    caught("double-signal", "SHUT-3", &["SHUT-3"]);
 }

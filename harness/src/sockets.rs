@@ -155,11 +155,12 @@ pub fn command_line(pid: u32) -> Option<String> {
     (!args.is_empty()).then(|| args.join(" "))
 }
 
-/// Who holds `wanted` right now, in words: `pid 12 (cmd) on 127.0.0.1:P`, or `nobody`.
+/// Who holds `wanted` right now, as the end of "the port is ...": `held by pid 12 (cmd) on
+/// 127.0.0.1:P`, `free`, or `not listened on, but 1 connection(s) still bound to it (FIN_WAIT1)`.
 pub fn describe_holders(wanted: SocketAddr) -> String {
     let rows = listeners_covering(wanted);
     if rows.is_empty() {
-        return "nobody".to_string();
+        return lingering(wanted.port());
     }
     let mut parts = Vec::new();
     for row in rows {
@@ -168,7 +169,38 @@ pub fn describe_holders(wanted: SocketAddr) -> String {
         let who = if who.is_empty() { "a process not visible here".to_string() } else { who.join(", ") };
         parts.push(format!("{who} on {}", row.local));
     }
-    parts.join("; ")
+    format!("held by {}", parts.join("; "))
+}
+
+/// No listener: `free`, or the connections still bound to the port (a rebind without
+/// `SO_REUSEADDR` fails while they last).
+fn lingering(port: u16) -> String {
+    let mut rows = read_table("/proc/net/tcp");
+    rows.extend(read_table("/proc/net/tcp6"));
+    let states: Vec<&str> = rows.iter().filter(|r| r.local.port() == port).map(|r| state_name(r.state)).collect();
+    if states.is_empty() {
+        return "free".to_string();
+    }
+    format!("not listened on, but {} connection(s) still bound to it ({})", states.len(), states.join(", "))
+}
+
+/// The kernel's name of a TCP state.
+pub fn state_name(state: u8) -> &'static str {
+    const NAMES: [&str; 12] = [
+        "?",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ];
+    NAMES.get(usize::from(state)).copied().unwrap_or("?")
 }
 
 /// The kernel's socket diagnostics (netlink `NETLINK_SOCK_DIAG`): the listening TCP sockets on one
@@ -249,9 +281,10 @@ mod tests {
         assert_eq!(holders_of_inode(rows[0].inode), [std::process::id()]);
         let fd = fds_on_inode(std::process::id(), rows[0].inode)[0];
         assert_eq!(fd_cloexec(std::process::id(), fd), Some(true), "std opens sockets close-on-exec");
-        assert!(describe_holders(addr).contains(&format!("pid {}", std::process::id())));
+        assert!(describe_holders(addr).starts_with(&format!("held by pid {}", std::process::id())));
         drop(listener);
-        assert_eq!(describe_holders(addr), "nobody");
+        // Another process may be given the port as soon as it is released: only ours must be gone.
+        assert!(!describe_holders(addr).contains(&format!("pid {} ", std::process::id())));
     }
 
     #[test]

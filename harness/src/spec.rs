@@ -100,6 +100,9 @@ pub const SHUTDOWN_REASON: &str = "gateway stopping";
 pub const MAX_UNAUTHENTICATED: usize = 32;
 /// The grace period of a graceful shutdown (SHUT-2).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// What the conformance runner allows beyond the grace period for the exit after `SIGTERM` with a
+/// silent client (SHUT-2).
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
 /// How long a refused start may take with a live holder (LOCK-1's fail-fast bound, `spec/README.md`).
 pub const REFUSAL_BOUND: Duration = Duration::from_secs(1);
 /// How long from exec to the port accepting connections, with nothing to wait for (CLI-1's bound).

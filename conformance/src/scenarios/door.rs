@@ -53,7 +53,7 @@ fn no_token_off_loopback(ctx: &Ctx) {
     let no_listener = if port_free(port) {
         Ok("nothing bound".to_string())
     } else {
-        Err(format!("after the refusal the port is held by {}", describe_holders(loopback(port))))
+        Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
     };
     ctx.check("DOOR-2", &result.and_then(|w| no_listener.map(|n| format!("{w}, {n}"))));
 }
@@ -134,7 +134,7 @@ fn idle_sockets(ctx: &Ctx) {
         let free = port_free(port);
         drop(idle);
         if status.code() != Some(0) || !free {
-            let held = if free { "free".to_string() } else { format!("held by {}", describe_holders(loopback(port))) };
+            let held = if free { "free".to_string() } else { describe_holders(loopback(port)) };
             return Err(format!("SIGTERM with {IDLE_SOCKETS} idle sockets: {}, port {held}", describe_status(status)));
         }
         Ok(format!("{IDLE_SOCKETS} idle sockets: a client still got in; SIGTERM: exit 0, port free"))

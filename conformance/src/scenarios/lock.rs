@@ -120,7 +120,7 @@ fn listener_private(holder: &Running, port: u16) -> Check {
     let pids = holders_of_inode(row.inode);
     let family: Vec<u32> = std::iter::once(holder.pid()).chain(reaper::descendants(holder.pid())).collect();
     let [pid] = pids.as_slice() else {
-        return Err(format!("the listening socket is open in {} processes: {}", pids.len(), describe_holders(loopback(port))));
+        return Err(format!("the listening socket is open in {} processes: the port is {}", pids.len(), describe_holders(loopback(port))));
     };
     if !family.contains(pid) {
         return Err(format!("the listening socket is held by pid {pid}, not by the started instance (pid {})", holder.pid()));

@@ -34,7 +34,7 @@ fn sigkill_then_successor(ctx: &Ctx) {
         holder.proc.wait(ctx.settings.deadline).map_err(|e| e.to_string())?;
         let held_by = describe_holders(loopback(port));
         let successor = ctx.subject.start(port, &Default::default()).map_err(|e| {
-            format!("SIGKILL sent to the holder (pid {}); after its exit the port is held by {held_by}; a successor: {e}", holder.pid())
+            format!("SIGKILL sent to the holder (pid {}); after its exit the port is {held_by}; a successor: {e}", holder.pid())
         });
         drop(client);
         successor.map(|_| ())
