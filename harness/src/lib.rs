@@ -2,6 +2,7 @@
 //! command, watches it only from outside (its output, exit status, the kernel's socket and process
 //! tables, HTTP and WebSocket clients) and holds the spec's expectations once ([`spec`]). It never
 //! depends on the `gateway-lock` crate. Used by the integration tests and the conformance runner.
+//! Linux only: it reads `/proc` and the kernel's socket diagnostics.
 
 pub mod net;
 pub mod proc;
