@@ -157,9 +157,16 @@ pub fn describe_status(status: ExitStatus) -> String {
 
 /// A pipe drained by a thread into memory, so that a chatty process never blocks on a full pipe
 /// and a reader never waits for end of file while a process (or its child) keeps the pipe open.
-#[derive(Clone, Default)]
+/// The default is a pipe that was never there: empty and at end of file at once.
+#[derive(Clone)]
 pub struct Drain {
     state: Arc<(Mutex<Drained>, Condvar)>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain { state: Arc::new((Mutex::new((Vec::new(), true)), Condvar::new())) }
+    }
 }
 
 /// The bytes read so far, and whether the pipe reached end of file.
@@ -168,7 +175,7 @@ type Drained = (Vec<u8>, bool);
 impl Drain {
     /// Starts draining `pipe`.
     pub fn start(mut pipe: impl Read + Send + 'static) -> Drain {
-        let drain = Drain::default();
+        let drain = Drain { state: Arc::new((Mutex::new((Vec::new(), false)), Condvar::new())) };
         let state = Arc::clone(&drain.state);
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
@@ -312,6 +319,13 @@ impl Drop for Proc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_pipe_is_at_end_of_file_at_once() {
+        let start = Instant::now();
+        assert_eq!(Drain::default().until_eof(Duration::from_secs(10)), "");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn a_silent_process_times_out_and_is_killed() {
