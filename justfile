@@ -6,7 +6,7 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
+test: check unit loom protocol-python model verify-smoke conformance port-node fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
@@ -80,6 +80,11 @@ fuzz-smoke seconds="15": fuzz-tool
 conformance template="" *CLAIMS:
     cargo build --quiet --workspace --bins
     target/debug/gateway-conformance "$@"
+
+# The Node.js port (ports/node/, issue 13): its own tests, then the conformance runner with every claim
+# it makes; fails on any row that regresses (part of `just test`).
+port-node:
+    sh ports/node/test.sh
 
 # The runner proven by mutants (conformance/mutants/mini_port.py --defect NAME: one defect each):
 # the runner must FAIL every one, naming its rows. Part of `unit` (cargo test --workspace).
