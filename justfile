@@ -6,12 +6,12 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
+test: check unit loom protocol-python model verify-smoke conformance port-node fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
 # Unit and integration tests with real processes, sockets and signals; the library's doctests
@@ -19,7 +19,7 @@ check:
 # (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
     cargo build --examples
-    cargo test --all-targets
+    cargo test --workspace --all-targets
     cargo test --doc
 
 # OpenClaw's own CLI against our gateway (opt-in, NOT part of `test`): installs Node 24 and
@@ -68,15 +68,28 @@ fuzz-smoke seconds="15": fuzz-tool
     cd fuzz && cargo fmt --check
     for t in {{fuzz_targets}}; do just fuzz "$t" {{seconds}}; done
 
-# Black-box conformance of an implementation against spec/ (one row per invariant ID).
-# TEMPLATE is a shell command with {port} (and optionally {host}, {token}); default: our own binary.
-# CLAIMS: --token TOKEN (speaks spec/protocol.md), --names-holder (OPS-1), --timer-args 'ARGS'.
+# Black-box conformance of an implementation against spec/ (one row per invariant ID), by the
+# runner `gateway-conformance` (conformance/; installable with `cargo install --path conformance`).
+# TEMPLATE is a shell command with {port} (and optionally {host}, {token}); default: our own binary
+# with every claim. Claims and options (`--help`, spec/README.md "Checking a port"): --token TOKEN,
+# --names-holder, --timer-args 'ARGS', --ready port, --deadline, --only, --repeat, --seed, --burst,
+# --expect FILE, --json, --junit FILE, --verbose.
 # Example: just conformance 'node port.js --port {port}'
 #          just conformance 'node port.js --port {port} --token {token}' --token s3cret --names-holder
 [positional-arguments]
 conformance template="" *CLAIMS:
-    cargo build --quiet --bin gateway --example conformance
-    target/debug/examples/conformance "$@"
+    cargo build --quiet --workspace --bins
+    target/debug/gateway-conformance "$@"
+
+# The Node.js port (ports/node/, issue 13): its own tests, then the conformance runner with every claim
+# it makes; fails on any row that regresses (part of `just test`).
+port-node:
+    sh ports/node/test.sh
+
+# The runner proven by mutants (conformance/mutants/mini_port.py --defect NAME: one defect each):
+# the runner must FAIL every one, naming its rows. Part of `unit` (cargo test --workspace).
+conformance-mutants:
+    cargo test --quiet -p gateway-conformance --test mutants
 
 # A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
 verify-smoke:

@@ -29,13 +29,7 @@ use futures_util::StreamExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-// The kernel's socket table and `/proc`, as the core reads them on Linux.
-#[allow(dead_code)]
-#[path = "../src/holder/linux/procfs.rs"]
-mod procfs;
-#[allow(dead_code)]
-#[path = "../src/holder/linux/table.rs"]
-mod table;
+use gateway_harness::sockets;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -110,8 +104,8 @@ fn wait_until_watched(waiter: &Child) {
     let since = Instant::now();
     loop {
         let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let rows = table::parse_proc_net_tcp(&table);
-        if rows.iter().any(|r| r.state == 0x01 && procfs::holds_inode(waiter.id(), r.inode)) {
+        let rows = sockets::parse_proc_net_tcp(&table);
+        if rows.iter().any(|r| r.state == 0x01 && !sockets::fds_on_inode(waiter.id(), r.inode).is_empty()) {
             return;
         }
         assert!(since.elapsed() < DEADLINE, "the --wait successor never watched the holder");

@@ -126,10 +126,10 @@ fn door2_non_loopback_without_token_is_refused_before_the_bind() {
     let (code, out, err) = exit_of(gateway_cmd(&["--host", "0.0.0.0", "--port", &port]));
     assert_eq!(code, Some(7));
     assert_eq!(out, "");
-    assert_eq!(err, "Refusing to bind gateway to 0.0.0.0 without auth.\n");
+    assert_eq!(err, format!("{}\n", gateway_harness::spec::refusing_without_auth("0.0.0.0")));
     let (code, _, err) = exit_of(gateway_cmd(&["--host", "::", "--port", "0"]));
     assert_eq!(code, Some(7));
-    assert_eq!(err, "Refusing to bind gateway to :: without auth.\n");
+    assert_eq!(err, format!("{}\n", gateway_harness::spec::refusing_without_auth("::")));
 }
 
 /// DOOR-2: with a token, a non-loopback bind is allowed (traffic stays on loopback here).

@@ -79,7 +79,7 @@ fn err2_address_not_on_this_host_fails_to_bind() {
     assert_eq!(status.code(), Some(4), "stderr: {stderr}");
     assert_eq!(stdout, "");
     let line = stderr.lines().next().unwrap_or_default();
-    assert!(line.starts_with("GatewayLockError: failed to bind gateway socket on ws://192.0.2.1:18789: "), "{line}");
+    assert!(line.starts_with(&gateway_harness::spec::bind_failed_prefix("ws://192.0.2.1:18789")), "{line}");
     assert!(line.contains("os error"), "{line}");
 }
 

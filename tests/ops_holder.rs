@@ -62,7 +62,7 @@ fn ops1_sigstopped_holder_gives_a_bounded_answer() {
 #[test]
 fn ops1_ephemeral_port_warns_but_port_0_does_not() {
     let Some(range) =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|t| common::procfs::parse_port_range(&t))
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok().and_then(|t| gateway_harness::net::parse_port_range(&t))
     else {
         return; // not Linux: nothing to warn about
     };

@@ -377,7 +377,7 @@ fn assert_refused(code: Option<i32>, stderr: &str, port: u16, live_gateway: bool
 
 /// The kernel's state letter of `pid` (`Z` for an exited, unreaped child).
 fn proc_state(pid: u32) -> Option<char> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(common::procfs::stat_state)
+    gateway_harness::sockets::process_state(pid)
 }
 
 /// Whether `SIGTERM` is pending for the (stopped) process `pid`: the shared pending mask of

@@ -670,7 +670,7 @@ impl StateMachineTest for Processes {
                     cmd.env_remove(var);
                 }
                 let (status, out, err) = run_cmd_to_exit(cmd);
-                let want = "Refusing to bind gateway to 0.0.0.0 without auth.\n";
+                let want = format!("{}\n", gateway_harness::spec::refusing_without_auth("0.0.0.0"));
                 assert!(status.code() == Some(7) && out.is_empty() && err == want, "DOOR-2: {status:?} {out:?} {err:?}");
             }
         }

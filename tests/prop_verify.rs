@@ -333,7 +333,7 @@ fn leftovers(marker_kv: &str, known: &[u32]) -> Vec<String> {
 fn free_port() -> u16 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| common::procfs::parse_port_range(&r))
+        .and_then(|r| gateway_harness::net::parse_port_range(&r))
         .map_or(32_768, |(lo, _)| lo)
         .max(10_340);
     let mut rng = rand::rng();
@@ -655,7 +655,7 @@ proptest! {
             prop_assert!(process.child.try_wait().expect("try_wait").is_none(), "VER-4: the holder exited\n{seen}");
         }
         if let Some(guard) = &held.stopped {
-            prop_assert!(common::procfs::is_stopped(guard.0.as_raw() as u32), "VER-4: the stopped holder was continued\n{seen}");
+            prop_assert!(gateway_harness::sockets::is_stopped(guard.0.as_raw() as u32), "VER-4: the stopped holder was continued\n{seen}");
         }
         prop_assert!(TcpStream::connect_timeout(&held.addr, DEADLINE).is_ok(), "VER-4: the holder no longer listens\n{seen}");
         held.stopped.take();

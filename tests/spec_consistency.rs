@@ -2,7 +2,7 @@
 //! and every test it names exists (with its ID in its name or doc comment); and every invariant
 //! names at least one test in the suites that race and kill real processes or explore every
 //! input or interleaving (issue 3): a proptest, a loom model, a fuzz target, a row the
-//! conformance runner really checks, or the spin model.
+//! conformance runner really checks (`conformance/src/scenarios/*.rs`), or the spin model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -101,28 +101,42 @@ fn is_suite_test(root: &Path, reference: &str) -> bool {
     text.find(&format!("fn {name}(")).is_some_and(|at| text[at..].split(')').next().unwrap_or("").contains(" in "))
 }
 
-/// The IDs whose rows the conformance runner checks (`report.check("ID", ...)` or a passing
-/// `report.record("ID", Verdict::Pass, ...)`), as opposed to rows it reports as not applicable.
-fn conformance_rows(root: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(root.join("examples/conformance.rs")).unwrap();
+/// The rows the conformance runner checks, as (scenario file, ID): `ctx.check("ID", ...)` or a
+/// passing `ctx.record("ID", Verdict::Pass, ...)` in `conformance/src/scenarios/*.rs`, as opposed to
+/// rows it reports as not applicable.
+fn conformance_rows(root: &Path) -> Vec<(String, String)> {
     let mut rows = Vec::new();
-    for call in ["report.check(", "report.record("] {
-        for (at, _) in text.match_indices(call) {
-            let Some(args) = text[at + call.len()..].trim_start().strip_prefix('"') else {
-                continue; // an ID held in a variable: such rows are named by literal elsewhere
-            };
-            let id = args.split('"').next().unwrap_or_default();
-            let passes = call.contains("check") || args.split(')').next().is_some_and(|a| a.contains("Verdict::Pass"));
-            if passes && id.contains('-') {
-                rows.push(id.to_string());
+    let dir = root.join("conformance/src/scenarios");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = format!("conformance/src/scenarios/{}", path.file_name().unwrap().to_string_lossy());
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in ["ctx.check(", "ctx.record("] {
+            for (at, _) in text.match_indices(call) {
+                let Some(args) = text[at + call.len()..].trim_start().strip_prefix('"') else {
+                    continue; // an ID held in a variable: such rows are named by literal elsewhere
+                };
+                let id = args.split('"').next().unwrap_or_default();
+                let passes = call.contains("check") || args.split(')').next().is_some_and(|a| a.contains("Verdict::Pass"));
+                if passes && id.contains('-') {
+                    rows.push((file.clone(), id.to_string()));
+                }
             }
         }
     }
     rows
 }
 
+/// The runner's scenario file a section names for its row (`` `conformance/src/scenarios/X.rs` row ID ``).
+fn named_row_file(text: &str, id: &str) -> Option<String> {
+    let suffix = format!("` row {id}");
+    let at = text.find(&suffix)?;
+    let start = text[..at].rfind('`')? + 1;
+    Some(text[start..at].to_string())
+}
+
 /// Issue 3's "done when": every invariant names at least one test in the racing, model, fuzz or
-/// conformance suites (a row the runner really checks: `examples/conformance.rs` row ID).
+/// conformance suites (a row the runner really checks: `conformance/src/scenarios/<file>.rs` row ID).
 #[test]
 fn every_invariant_names_a_test_in_the_property_model_fuzz_or_conformance_suites() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -130,10 +144,10 @@ fn every_invariant_names_a_test_in_the_property_model_fuzz_or_conformance_suites
     assert!(rows.len() >= 15, "found only {} conformance rows: {rows:?}", rows.len());
     let mut missing = Vec::new();
     for (id, text) in sections() {
-        let row = format!("`examples/conformance.rs` row {id}");
-        let named_row = text.contains(&row);
-        if named_row {
-            assert!(rows.contains(&id), "{id} names {row}, but the runner does not check a row {id}");
+        let named = named_row_file(&text, &id);
+        let named_row = named.is_some();
+        if let Some(file) = named {
+            assert!(rows.contains(&(file.clone(), id.clone())), "{id} names `{file}` row {id}, but that file does not check a row {id}");
         }
         if !named_row && !references(&text).iter().any(|r| is_suite_test(root, r)) {
             missing.push(id);

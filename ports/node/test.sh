@@ -18,5 +18,5 @@ if [ -z "${CONFORMANCE:-}" ]; then
         CONFORMANCE=target/debug/examples/conformance
     fi
 fi
-"$CONFORMANCE" 'node ports/node/gateway.js run --port {port} --host {host} --token {token}' \
+"$CONFORMANCE" "node $root/ports/node/gateway.js run --port {port} --host {host} --token {token}" \
     --token s3cret --names-holder --timer-args '--handshake-timeout-ms 500 --tick-interval-ms 50'

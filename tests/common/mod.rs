@@ -1,32 +1,32 @@
 //! Test support shared by the integration suites: real `gateway` processes on ephemeral
-//! loopback ports, readiness by the ready line (never by sleeping), deadlines everywhere.
+//! loopback ports, readiness by the ready line (never by sleeping), deadlines everywhere. The
+//! process driver, the socket table, the HTTP and WebSocket clients and the spec's messages are the
+//! black-box harness's (`harness/`, crate `gateway-harness`); these are the tests' panicking
+//! front ends to it.
 #![allow(dead_code)]
 
 pub mod process_model;
-// The kernel's socket table and `/proc`, as the core reads them on Linux (files without any
-// other dependency on the crate), until the shared harness has its own.
-#[path = "../../src/holder/linux/procfs.rs"]
-pub mod procfs;
-#[path = "../../src/holder/linux/table.rs"]
-pub mod table;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufReader, Read};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use gateway_harness::{net, proc, sockets, ws};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+pub use gateway_harness::proc::wait_with_deadline;
+pub use gateway_harness::ws::{Frame as Received, Ws};
 
 /// Generous upper bound for anything that should happen "at once" (CI has 2 busy cores).
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The exact lock messages of `spec/errors.md`.
+/// ERR-1's exact line (`spec/errors.md`), from the harness's copy of the spec.
 pub fn held_message(url: &str) -> String {
-    format!("GatewayLockError: another gateway instance is already listening on {url}")
+    gateway_harness::spec::held_message(url)
 }
 
 /// Path of the shipped binary.
@@ -85,8 +85,7 @@ impl Holder {
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        proc::kill_and_reap(&mut self.child, false);
     }
 }
 
@@ -129,49 +128,9 @@ pub fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> SocketAddr {
 }
 
 /// Reads one line, failing the test if none arrives before `deadline` (an empty string at end of
-/// file). Waits with `poll(2)` on the pipe, so a process that never writes cannot hang the test.
+/// file); never waits for end of file while the process lives.
 pub fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadline: Duration) -> String {
-    let end = Instant::now() + deadline;
-    let mut line = Vec::new();
-    loop {
-        let buffered = reader.buffer();
-        if let Some(at) = buffered.iter().position(|&b| b == b'\n') {
-            line.extend_from_slice(&buffered[..=at]);
-            reader.consume(at + 1);
-            break;
-        }
-        line.extend_from_slice(buffered);
-        let taken = buffered.len();
-        reader.consume(taken);
-        let left = end.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no line before the deadline (so far {:?})", String::from_utf8_lossy(&line));
-        let mut fds = [PollFd::new(reader.get_ref().as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(err) => panic!("poll: {err}"),
-        }
-        // Readable (or hung up): one read, which does not block; empty at end of file.
-        if reader.fill_buf().expect("read").is_empty() {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&line).into_owned()
-}
-
-/// Waits for `child` to exit, or returns None at the deadline.
-pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        // Polling a child's exit status; the deadline bounds it.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    proc::read_line_with_deadline(reader, deadline).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `gateway` with args to completion (bounded); returns (status, stdout, stderr).
@@ -179,37 +138,24 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
     run_cmd_to_exit(gateway_cmd(args))
 }
 
-/// A connected, handshaken blocking WebSocket client.
-pub type Ws = tokio_tungstenite::tungstenite::WebSocket<TcpStream>;
-
 /// Opens a WebSocket client to `addr` (bounded by read/write timeouts).
 pub fn ws_connect(addr: SocketAddr) -> Ws {
-    let stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.set_write_timeout(Some(DEADLINE)).unwrap();
-    let (ws, _) = tokio_tungstenite::tungstenite::client(format!("ws://{addr}/"), stream).expect("websocket handshake");
-    ws
+    ws::open(addr, None, DEADLINE).expect("websocket handshake")
 }
 
 /// Sends a raw HTTP request and returns the whole response (the gateway closes after it).
 pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
-    use std::io::Write;
-    let mut stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = stream.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    net::http_raw(addr, request, DEADLINE).expect("HTTP exchange")
 }
 
-/// `GET path` over HTTP/1.1.
+/// `GET path` over HTTP/1.1 (with a `Host` header).
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     http_raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
 }
 
-/// Binds the address right now with the gateway's own lock, proving it is free.
+/// Binds the address right now, proving nobody listens there.
 pub fn assert_port_free(addr: SocketAddr) {
-    gateway_lock::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
+    std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("{addr} should be free: {e}"));
 }
 
 // --- issue 6: protocol clients (spec/protocol.md) ---
@@ -226,93 +172,43 @@ pub fn start_gateway_with_token(args: &[&str]) -> Holder {
 
 /// The `connect` request frame of the protocol, offering `min..=max`, with `token` if any.
 pub fn connect_frame(min: u32, max: u32, token: Option<&str>) -> String {
-    let mut params = serde_json::json!({
-        "minProtocol": min, "maxProtocol": max,
-        "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
-        "caps": [], "role": "operator", "scopes": ["operator.read"],
-    });
-    if let Some(token) = token {
-        params["auth"] = serde_json::json!({"token": token});
-    }
-    serde_json::json!({"type": "req", "id": "connect-1", "method": "connect", "params": params}).to_string()
+    ws::connect_frame(min, max, token, "test")
 }
 
 /// A request frame.
 pub fn request_frame(id: &str, method: &str) -> String {
-    serde_json::json!({"type": "req", "id": id, "method": method, "params": {}}).to_string()
+    ws::request_frame(id, method)
 }
 
 /// Sends a text frame.
 pub fn ws_send(ws: &mut Ws, text: &str) {
-    ws.send(tokio_tungstenite::tungstenite::Message::text(text)).expect("send");
-}
-
-/// What a client reads next: a JSON text frame, or the close frame's code and reason (the
-/// connection's end with no close frame gives code 1006).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Received {
-    Json(serde_json::Value),
-    Close(u16, String),
+    ws::send(ws, text).expect("send")
 }
 
 /// Reads the next data frame or close (bounded by the socket's read timeout).
 pub fn ws_recv(ws: &mut Ws) -> Received {
-    use tokio_tungstenite::tungstenite::{Error, Message};
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) => return Received::Json(serde_json::from_str(t.as_str()).expect("JSON frame")),
-            Ok(Message::Close(Some(frame))) => return Received::Close(u16::from(frame.code), frame.reason.to_string()),
-            Ok(Message::Close(None)) => return Received::Close(1005, String::new()),
-            Ok(_) => continue,
-            Err(Error::ConnectionClosed | Error::AlreadyClosed) => return Received::Close(1006, String::new()),
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                panic!("no frame before the deadline")
-            }
-            Err(_) => return Received::Close(1006, String::new()),
-        }
-    }
+    ws::recv(ws).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Reads the next JSON frame, failing on a close.
 pub fn ws_json(ws: &mut Ws) -> serde_json::Value {
-    match ws_recv(ws) {
-        Received::Json(v) => v,
-        other => panic!("expected a JSON frame, got {other:?}"),
-    }
+    ws::json(ws).unwrap_or_else(|e| panic!("expected a JSON frame: {e}"))
 }
 
 /// Reads frames until the close; returns the frames before it and (code, reason).
 pub fn ws_until_close(ws: &mut Ws) -> (Vec<serde_json::Value>, (u16, String)) {
-    let mut frames = Vec::new();
-    loop {
-        match ws_recv(ws) {
-            Received::Json(v) => frames.push(v),
-            Received::Close(code, reason) => return (frames, (code, reason)),
-        }
-    }
+    ws::until_close(ws).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Opens a WebSocket, checks the challenge, sends `connect` with `token` and returns the
 /// client with the `hello-ok` response.
 pub fn ws_handshake(addr: SocketAddr, token: &str) -> (Ws, serde_json::Value) {
-    let mut ws = ws_connect(addr);
-    let challenge = ws_json(&mut ws);
-    assert_eq!(challenge["event"], "connect.challenge", "{challenge}");
-    ws_send(&mut ws, &connect_frame(4, 4, Some(token)));
-    let hello = ws_json(&mut ws);
-    assert_eq!(hello["ok"], true, "{hello}");
-    (ws, hello)
+    ws::handshake(addr, token, "test", DEADLINE).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Calls `method` on a handshaken client and returns the response frame (events before it are skipped).
 pub fn ws_call(ws: &mut Ws, id: &str, method: &str) -> serde_json::Value {
-    ws_send(ws, &request_frame(id, method));
-    loop {
-        let frame = ws_json(ws);
-        if frame["type"] == "res" && frame["id"] == id {
-            return frame;
-        }
-    }
+    ws::call(ws, id, method).unwrap_or_else(|e| panic!("{e}"))
 }
 // ---- Operations support (issue 4) ----
 
@@ -349,23 +245,13 @@ pub fn closed_stdout() -> Stdio {
 fn run_with_stdout(mut cmd: Command, stdout: Stdio, deadline: Duration) -> (ExitStatus, String, String) {
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = child.stdout.take().map(proc::Drain::start).unwrap_or_default();
+    let err = child.stderr.take().map(proc::Drain::start).unwrap_or_default();
     let Some(status) = wait_with_deadline(&mut child, deadline) else {
-        let _ = child.kill();
-        let _ = child.wait();
+        proc::kill_and_reap(&mut child, false);
         panic!("{cmd:?} did not exit before the deadline");
     };
-    (status, out.join().unwrap(), err.join().unwrap())
+    (status, out.until_eof(DEADLINE), err.until_eof(DEADLINE))
 }
 
 /// A `gateway` command with args.
@@ -375,17 +261,9 @@ pub fn gateway_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-/// A plain listener in the test process (a foreign holder, not a gateway: std's `SO_REUSEADDR`,
-/// like most servers). With `answer`, a thread accepts every connection and closes it at once (it
-/// "answers" with nothing); without, nothing ever accepts (connections wait in the backlog, like a
-/// hung process). Dropping it stops the thread first (woken by a connection of its own), so the
-/// socket is really closed.
-pub struct ForeignListener {
-    pub addr: SocketAddr,
-    listener: std::sync::Arc<std::net::TcpListener>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// A plain listener in the test process (a foreign holder): the harness's
+/// [`net::ForeignListener`], bound or failing the test. Derefs to it (`.addr`).
+pub struct ForeignListener(net::ForeignListener);
 
 impl ForeignListener {
     /// On an ephemeral loopback port.
@@ -395,38 +273,19 @@ impl ForeignListener {
 
     /// On `addr`, which must be free.
     pub fn bind(addr: SocketAddr, answer: bool) -> Self {
-        use std::sync::{atomic::AtomicBool, atomic::Ordering, Arc};
-        let listener = Arc::new(std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind foreign listener on {addr}: {e}")));
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = answer.then(|| {
-            let (listener, stop) = (Arc::clone(&listener), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    drop(conn);
-                }
-            })
-        });
-        ForeignListener { addr, listener, stop, thread }
+        ForeignListener(net::ForeignListener::try_bind(addr, answer).unwrap_or_else(|e| panic!("bind foreign listener on {addr}: {e}")))
     }
 
     /// The listener is still open and listening: a connection is accepted by the kernel.
     pub fn assert_still_listening(&self) {
-        TcpStream::connect_timeout(&self.addr, DEADLINE).expect("the foreign listener must still be listening");
-        let _ = &self.listener;
+        assert!(self.0.still_listening(DEADLINE), "the foreign listener must still be listening");
     }
 }
 
-impl Drop for ForeignListener {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = TcpStream::connect_timeout(&self.addr, DEADLINE);
-            let _ = thread.join();
-        }
+impl std::ops::Deref for ForeignListener {
+    type Target = net::ForeignListener;
+    fn deref(&self) -> &net::ForeignListener {
+        &self.0
     }
 }
 
@@ -450,10 +309,7 @@ impl Drop for StoppedGuard {
 /// Reserves a port that nobody listens on: a bound socket that does not listen (connections
 /// are refused, so the port looks free, and no other test can take it meanwhile).
 pub fn reserved_free_port() -> (socket2::Socket, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
-    let addr = socket.local_addr().unwrap().as_socket().unwrap();
-    (socket, addr)
+    net::reserved_free_port().expect("a reserved port")
 }
 
 /// Parses the JSON body of an HTTP response.
@@ -496,8 +352,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        proc::kill_and_reap(&mut self.child, false);
     }
 }
 
@@ -507,11 +362,7 @@ impl Drop for Pending {
 pub fn wait_for_established(port: u16, n: usize) {
     let end = Instant::now() + DEADLINE;
     loop {
-        let mut rows = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            rows.extend(table::parse_proc_net_tcp(&std::fs::read_to_string(table).unwrap_or_default()));
-        }
-        if rows.iter().filter(|r| r.local.port() == port && r.state == 0x01).count() >= n {
+        if sockets::established(port) >= n {
             return;
         }
         assert!(Instant::now() < end, "fewer than {n} connections to port {port} before the deadline");
@@ -570,7 +421,5 @@ pub fn example_bin(name: &str) -> PathBuf {
 /// kernel lists them (netlink `sock_diag`; reading `/proc/net/tcp` instead walks every connection
 /// of the host, which the thousands of `TIME_WAIT` sockets of a long run make slow).
 pub fn listeners_on(port: u16) -> usize {
-    let wanted = SocketAddr::from(([127, 0, 0, 1], port));
-    let rows = table::listening_sockets(port).expect("the kernel's socket table");
-    rows.iter().filter(|r| table::covers(r.local, wanted)).count()
+    sockets::listeners_covering(net::loopback(port)).len()
 }

@@ -3,13 +3,12 @@
 //! models see it, ending processes, ports and scratch directories; and the proptest configuration
 //! of those and of `tests/prop_verify.rs`.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use proptest::test_runner::Config;
 
@@ -69,7 +68,7 @@ impl Life {
 /// `SIGSTOP` takes effect when the target next runs, after `kill` has returned.
 pub fn wait_stopped(pid: Pid, want: bool) {
     let end = Instant::now() + DEADLINE;
-    while super::procfs::is_stopped(pid.as_raw() as u32) != want {
+    while gateway_harness::sockets::is_stopped(pid.as_raw() as u32) != want {
         assert!(Instant::now() < end, "pid {pid} did not become {}", if want { "stopped" } else { "running" });
         // Polling the kernel's process state; the deadline bounds it.
         std::thread::sleep(Duration::from_millis(1));
@@ -86,8 +85,7 @@ pub fn config(default_cases: u32, max_shrink_iters: u32) -> Config {
 
 /// `n` distinct free loopback ports from the OS for one case (released again before it uses them).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let probes: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
-    probes.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    gateway_harness::net::free_ports(n).expect("free ports")
 }
 
 /// A fresh scratch directory path for one case (`<tmp>/<prefix>-<pid>-<case>`; not created).
@@ -131,10 +129,6 @@ impl std::ops::DerefMut for OwnedChild {
 
 impl Drop for OwnedChild {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGCONT);
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        gateway_harness::proc::kill_and_reap(&mut self.0, false);
     }
 }

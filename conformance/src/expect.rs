@@ -1,0 +1,65 @@
+//! The expectations file: an implementation's known departures, one row per line
+//! (`ID fail|n/a|pass reason`, `#` comments). A listed row must have exactly its listed verdict; an
+//! unlisted row must not fail. Any change, in either direction, fails the run and is named.
+
+use std::collections::BTreeMap;
+
+use crate::report::{Row, Verdict};
+
+/// Expected verdict and reason per row.
+pub type Expectations = BTreeMap<String, (Verdict, String)>;
+
+/// Parses the file's text; `Err` names the bad line.
+pub fn parse(text: &str) -> Result<Expectations, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.splitn(3, char::is_whitespace);
+        let id = words.next().unwrap_or("").to_ascii_uppercase();
+        let verdict = words.next().and_then(Verdict::parse).ok_or(format!("line {}: want `ID fail|n/a|pass reason`", n + 1))?;
+        out.insert(id, (verdict, words.next().unwrap_or("").trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// The differences between the rows and the expectations, in words (empty: as expected).
+pub fn differences(rows: &[Row], expected: &Expectations) -> Vec<String> {
+    let mut out = Vec::new();
+    for row in rows {
+        match expected.get(&row.id) {
+            Some((want, reason)) if *want != row.verdict => out.push(format!(
+                "{}: expected {} ({reason}), got {}: update the expectations file if this is intended",
+                row.id,
+                want.word(),
+                row.verdict.word()
+            )),
+            None if row.verdict == Verdict::Fail => out.push(format!("{}: fails, and the expectations file does not list it", row.id)),
+            _ => {}
+        }
+    }
+    for id in expected.keys().filter(|id| !rows.iter().any(|r| &r.id == *id)) {
+        out.push(format!("{id}: listed in the expectations file, but no such row was run"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_in_either_direction_are_named() {
+        let expected = parse("# known\nLOCK-4 fail binds 0.0.0.0\nREL-3 n/a\n").unwrap();
+        let row = |id: &str, verdict| Row { id: id.into(), verdict, why: String::new() };
+        assert!(differences(&[row("LOCK-4", Verdict::Fail), row("REL-3", Verdict::NotApplicable)], &expected).is_empty());
+        let fixed = differences(&[row("LOCK-4", Verdict::Pass), row("REL-3", Verdict::NotApplicable)], &expected);
+        assert!(fixed[0].contains("expected FAIL (binds 0.0.0.0), got pass"), "{fixed:?}");
+        let new =
+            differences(&[row("LOCK-4", Verdict::Fail), row("REL-3", Verdict::NotApplicable), row("LOCK-1", Verdict::Fail)], &expected);
+        assert!(new[0].contains("LOCK-1: fails"), "{new:?}");
+        assert!(parse("LOCK-1 maybe").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The front door (`spec/protocol.md`, DOOR-*), when the protocol is claimed: no non-loopback bind
+//! without a token, the token from the environment and from files (the runner sets them itself),
+//! the `Origin` allow-list, idle sockets.
+
+use std::net::TcpStream;
+
+use gateway_harness::net::{loopback, port_free};
+use gateway_harness::proc::describe_status;
+use gateway_harness::sockets::describe_holders;
+use gateway_harness::{spec, ws};
+use nix::sys::signal::Signal;
+
+use super::{Ctx, Table};
+use crate::report::{Check, Verdict};
+use crate::subject::{first_line, without_flag, Start};
+
+pub const SCENARIOS: Table =
+    &[(&["DOOR-2"], no_token_off_loopback), (&["DOOR-5"], token_sources), (&["DOOR-3"], origins), (&["DOOR-4"], idle_sockets)];
+
+/// Idle sockets opened against the DOOR-4 instance (over the default unauthenticated limit).
+const IDLE_SOCKETS: usize = 2 * spec::MAX_UNAUTHENTICATED;
+
+/// The template without `--token {token}`, if the protocol is claimed and the template has it.
+fn tokenless(ctx: &Ctx) -> Result<String, &'static str> {
+    if ctx.settings.claims.token.is_none() {
+        return Err("protocol not claimed (no --token)");
+    }
+    without_flag(&ctx.subject.template, "--token", "{token}").ok_or("the template does not pass the token as `--token {token}`")
+}
+
+/// DOOR-2: `{host}` 0.0.0.0 without a token: the exact message, exit 7, whether or not the port is held.
+fn no_token_off_loopback(ctx: &Ctx) {
+    let template = match (ctx.subject.takes_host(), tokenless(ctx)) {
+        (false, _) => return ctx.record("DOOR-2", Verdict::NotApplicable, "the template has no {host}"),
+        (_, Err(why)) => return ctx.record("DOOR-2", Verdict::NotApplicable, why),
+        (true, Ok(template)) => template,
+    };
+    let port = ctx.port();
+    let start = Start { host: Some("0.0.0.0"), template: Some(template), ..Start::default() };
+    let result = ctx.subject.run_to_exit(&port.to_string(), &start).and_then(|r| {
+        let want = spec::refusing_without_auth("0.0.0.0");
+        if r.code == Some(spec::exit::NO_AUTH) && first_line(&r.stderr) == want && r.stdout.is_empty() {
+            Ok(format!("--host 0.0.0.0 without a token: exit 7, {want:?}"))
+        } else {
+            Err(format!(
+                "--host 0.0.0.0 without a token: {}, stdout {:?}, stderr {:?}, want exit 7 and {want:?}",
+                r.status,
+                r.stdout,
+                first_line(&r.stderr)
+            ))
+        }
+    });
+    let no_listener = if port_free(port) {
+        Ok("nothing bound".to_string())
+    } else {
+        Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
+    };
+    ctx.check("DOOR-2", &result.and_then(|w| no_listener.map(|n| format!("{w}, {n}"))));
+}
+
+/// DOOR-5: `GATEWAY_TOKEN` instead of `--token`; `GATEWAY_TOKEN_FILE` naming an empty file: exit 1.
+fn token_sources(ctx: &Ctx) {
+    let template = match tokenless(ctx) {
+        Ok(template) => template,
+        Err(why) => return ctx.record("DOOR-5", Verdict::NotApplicable, why),
+    };
+    let token = ctx.settings.claims.token.clone().unwrap_or_default();
+    let port = ctx.port();
+    let start = Start { template: Some(template.clone()), env: vec![("GATEWAY_TOKEN", token.clone())], ..Start::default() };
+    let from_env = ctx.start_with(port, &start).and_then(|_gw| {
+        ws::handshake(loopback(port), &token, "conformance", ctx.settings.deadline)
+            .map(|_| "GATEWAY_TOKEN: a client with that token got hello-ok".to_string())
+    });
+    ctx.check("DOOR-5", &from_env.map_err(|e| format!("GATEWAY_TOKEN set, no --token: {e}")));
+    ctx.check("DOOR-5", &empty_token_file(ctx, template));
+}
+
+fn empty_token_file(ctx: &Ctx, template: String) -> Check {
+    let port = ctx.port();
+    let file = ctx.subject.scratch_path(&format!("blank-token-{port}"));
+    std::fs::write(&file, " \n").map_err(|e| format!("the runner could not write {}: {e}", file.display()))?;
+    let path = file.display().to_string();
+    let start = Start { template: Some(template), env: vec![("GATEWAY_TOKEN_FILE", path.clone())], ..Start::default() };
+    let r = ctx.subject.run_to_exit(&port.to_string(), &start);
+    let _ = std::fs::remove_file(&file);
+    let r = r?;
+    let want = spec::token_file_empty(&path);
+    if r.code == Some(spec::exit::RUNTIME) && r.stderr.lines().any(|l| l == want) {
+        Ok(format!("GATEWAY_TOKEN_FILE naming a blank file: exit 1, {want:?}"))
+    } else {
+        Err(format!("GATEWAY_TOKEN_FILE naming a blank file: {}, stderr {:?}, want exit 1 and the line {want:?}", r.status, r.stderr))
+    }
+}
+
+/// DOOR-3: an Origin not on the allow-list gets 403; without Origin the upgrade goes through.
+fn origins(ctx: &Ctx) {
+    if ctx.settings.claims.token.is_none() {
+        return;
+    }
+    let port = ctx.port();
+    let result = ctx.start(port).and_then(|_gw| {
+        let deadline = ctx.settings.deadline;
+        match ws::open(loopback(port), Some("http://evil.example"), deadline) {
+            Err(why) if why == "HTTP 403" => {
+                ws::open(loopback(port), None, deadline).map(|_| "Origin http://evil.example: 403; no Origin: upgraded".to_string())
+            }
+            Err(why) => Err(format!("upgrade with Origin http://evil.example: {why}, want HTTP 403")),
+            Ok(_) => Err("upgrade with Origin http://evil.example was accepted, want 403".to_string()),
+        }
+    });
+    ctx.check("DOOR-3", &result);
+}
+
+/// DOOR-4: idle sockets (more than the default unauthenticated limit) neither keep a client out
+/// nor hold the port after SIGTERM.
+fn idle_sockets(ctx: &Ctx) {
+    let Some(token) = ctx.settings.claims.token.as_deref() else { return };
+    let port = ctx.port();
+    let deadline = ctx.settings.deadline;
+    let result = (|| {
+        let mut gw = ctx.start(port)?;
+        let idle: Vec<TcpStream> = (0..IDLE_SOCKETS)
+            .map(|_| TcpStream::connect_timeout(&loopback(port), deadline))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("idle socket: {e}"))?;
+        let (mut client, _) = ws::handshake(loopback(port), token, "conformance", deadline)
+            .map_err(|e| format!("with {IDLE_SOCKETS} idle sockets open: {e}"))?;
+        let health = ws::call(&mut client, "h", "health")?;
+        if health["ok"] != true {
+            return Err(format!("with {IDLE_SOCKETS} idle sockets open, health answered {health}"));
+        }
+        gw.signal(Signal::SIGTERM);
+        let status = gw.proc.wait(deadline).map_err(|e| format!("SIGTERM sent: {e}"))?;
+        let free = port_free(port);
+        drop(idle);
+        if status.code() != Some(0) || !free {
+            let held = if free { "free".to_string() } else { describe_holders(loopback(port)) };
+            return Err(format!("SIGTERM with {IDLE_SOCKETS} idle sockets: {}, port {held}", describe_status(status)));
+        }
+        Ok(format!("{IDLE_SOCKETS} idle sockets: a client still got in; SIGTERM: exit 0, port free"))
+    })();
+    ctx.check("DOOR-4", &result);
+}
