@@ -3,7 +3,7 @@
 // `gateway run` for Node.js, written from spec/ (cli.md, "Sequence"). This file owns the command line,
 // every line printed and every exit code; lib/ holds the lock, the server and the protocol.
 const fs = require('node:fs');
-const { parseCommandLine, UsageError, NoAuthError, HELP, VERSION } = require('./lib/cli');
+const { parseCommandLine, UsageError, NoAuthError, BadLogLevel, HELP, VERSION } = require('./lib/cli');
 const { acquireGatewayLock, GatewayLockError } = require('./lib/lock');
 
 /** Writes a line synchronously; a closed stdout or stderr is never fatal (CLI-4). */
@@ -20,6 +20,11 @@ function writeLine(fd, text) {
   }
 }
 
+/** A `warn` diagnostic (the ephemeral-range advice): shown unless GATEWAY_LOG is `error` or `off`. */
+function warn(settings, line) {
+  if (line && !['off', 'error'].includes(settings.logLevel)) writeLine(2, line);
+}
+
 function exit(code, fd, text) {
   if (text !== undefined) writeLine(fd, text);
   process.exit(code);
@@ -32,6 +37,7 @@ function parse() {
     if (err instanceof UsageError) {
       exit(2, 2, `error: ${err.message}\n\nUsage: gateway run [OPTIONS]\n\nFor more information, try '--help'.`);
     }
+    if (err instanceof BadLogLevel) exit(2, 2, err.message);
     if (err instanceof NoAuthError) exit(7, 2, err.message);
     throw err;
   }
@@ -44,8 +50,7 @@ async function refuse(err, settings) {
   const { describeHolder, ephemeralWarning } = require('./lib/holder');
   const holder = await describeHolder(settings.host, settings.port);
   for (const line of holder.lines) writeLine(2, line);
-  const warning = ephemeralWarning(settings.port);
-  if (warning) writeLine(2, warning);
+  warn(settings, ephemeralWarning(settings.port));
   exit(holder.live ? 5 : 3);
 }
 
@@ -66,13 +71,12 @@ async function run(settings) {
   const port = listener.address().port;
   let auth;
   try {
-    auth = resolveToken(settings, port, process.env);
+    auth = resolveToken(settings, process.env);
   } catch (err) {
     if (err instanceof TokenError) exit(1, 2, err.message);
     throw err;
   }
-  const warning = ephemeralWarning(settings.port);
-  if (warning) writeLine(2, warning);
+  warn(settings, ephemeralWarning(settings.port));
   if (auth.notice) writeLine(2, auth.notice);
   const gateway = new Gateway(listener, settings, auth, {
     onReleased: () => process.exit(0),

@@ -5,6 +5,7 @@ const { Connection, GRACE_MS } = require('./connection');
 const { MAX_PAYLOAD, MAX_PREAUTH_PAYLOAD, PROTOCOL } = require('./protocol');
 const { normalOrigin, VERSION } = require('./cli');
 const { HEAD_TIMEOUT_MS } = require('./http');
+const { Throttle } = require('./throttle');
 
 const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
 
@@ -25,6 +26,7 @@ class Gateway {
     this.released = false;
     this.onReleased = onReleased;
     this.logLine = log;
+    this.throttle = new Throttle();
     listener.on('connection', (socket) => this.accept(socket));
     listener.on('error', (err) => this.log('warn', `accept failed: ${err.message}`));
   }
@@ -45,6 +47,12 @@ class Gateway {
     }
     this.connections.add(new Connection(this, socket));
     return undefined;
+  }
+
+  /** A failed connect (DOOR-8): counted; the throttle's notice is logged at warn, at most once per 10 s. */
+  authFailed() {
+    const notice = this.throttle.failed(performance.now());
+    if (notice) this.log('warn', notice);
   }
 
   forget(connection) {
@@ -118,6 +126,7 @@ class Gateway {
     return {
       host: s.host.address, port: this.port, url: this.url(), protocol: PROTOCOL,
       auth: { mode: 'token', source: this.tokenSource }, allowedOrigins: s.allowedOrigins,
+      allowedHosts: s.allowedHosts.map((h) => (h.name !== undefined ? h.name : h.address)),
       handshakeTimeoutMs: s.handshakeTimeoutMs, tickIntervalMs: s.tickIntervalMs, headTimeoutMs: HEAD_TIMEOUT_MS,
       shutdownGraceMs: GRACE_MS, maxPayload: MAX_PAYLOAD, maxPreauthPayload: MAX_PREAUTH_PAYLOAD,
       maxConnections: s.maxConnections, maxUnauthenticated: s.maxUnauthenticated,

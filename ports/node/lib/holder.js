@@ -5,13 +5,13 @@
 const fs = require('node:fs');
 const net = require('node:net');
 const { ipv6Groups } = require('./host');
+const { safeText } = require('./text');
+
+/** Cuts (OPS-9): a holder's command line after 512 characters, a reported profile or version after 64. */
+const COMMAND_CHARS = 512;
+const NAME_CHARS = 64;
 
 const PROBE_MS = 200;
-
-/** Printable form of untrusted text (another process's command line): control characters escaped. */
-function escaped(text) {
-  return text.replace(/[\x00-\x1f\x7f-\x9f\\]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
-}
 
 /** Hex of an address as /proc/net/tcp{,6} prints it: 32-bit words in this machine's (little-endian) order. */
 function procHex(bytes) {
@@ -96,19 +96,28 @@ function findProcess(inode, deadline) {
   return { pid: null };
 }
 
+/** The NUL-separated arguments of /proc/<pid>/cmdline joined by one space, as bytes (they may not be UTF-8). */
+function joinArguments(bytes) {
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  const joined = Buffer.from(bytes.subarray(0, end));
+  for (let i = 0; i < joined.length; i++) if (joined[i] === 0) joined[i] = 0x20;
+  return joined;
+}
+
 function processLine(pid) {
-  let command = '?';
+  let command = Buffer.from('?');
   let uid = '?';
   let stopped = false;
   try {
-    command = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0+$/, '').split('\0').join(' ');
+    command = joinArguments(fs.readFileSync(`/proc/${pid}/cmdline`));
     uid = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'))[1];
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
     stopped = /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]);
   } catch {
     // the process may have exited meanwhile; say what is known
   }
-  return `  holder: pid ${pid} (uid ${uid}${stopped ? ', stopped' : ''}): ${escaped(command)}`;
+  return `  holder: pid ${pid} (uid ${uid}${stopped ? ', stopped' : ''}): ${safeText(command, COMMAND_CHARS)}`;
 }
 
 /** GET /healthz on the holder, bounded by `ms`: `{ live, body }`, `{ other: what }` or `{ silent: true }`. */
@@ -123,7 +132,9 @@ function probeHealth(host, port, ms) {
       resolve(answer);
     };
     const timer = setTimeout(() => done({ silent: true }), ms);
-    socket.on('connect', () => socket.write(`GET /healthz HTTP/1.1\r\nHost: ${host.url}:${port}\r\nConnection: close\r\n\r\n`));
+    // Host: the address actually dialled, a loopback one for a wildcard, so a gateway's Host check (DOOR-7) passes.
+    const authority = address.includes(':') ? `[${address}]` : address;
+    socket.on('connect', () => socket.write(`GET /healthz HTTP/1.1\r\nHost: ${authority}:${port}\r\nConnection: close\r\n\r\n`));
     socket.on('data', (chunk) => {
       data = Buffer.concat([data, chunk]).subarray(0, 65536);
     });
@@ -150,11 +161,17 @@ function uptime(ms) {
   return typeof ms === 'number' ? `${(ms / 1000).toFixed(1)}s` : 'unknown';
 }
 
+/** A name a holder reports (profile, version): escaped and cut (OPS-9); null or absent is `(none)`. */
+function shownName(value) {
+  if (value === null || value === undefined) return '(none)';
+  return safeText(typeof value === 'string' ? value : JSON.stringify(value), NAME_CHARS);
+}
+
 function healthLine(answer) {
   if (answer.silent) return `  holder did not answer GET /healthz within ${PROBE_MS} ms (stopped or hung?)`;
   if (answer.other) return `  holder is not a gateway: GET /healthz ${answer.other}`;
   const b = answer.body;
-  return `  holder is a live gateway: profile ${b.profile || '(none)'}, version ${escaped(String(b.version))}, up ${uptime(b.uptimeMs)}`;
+  return `  holder is a live gateway: profile ${shownName(b.profile)}, version ${shownName(b.version)}, up ${uptime(b.uptimeMs)}`;
 }
 
 /**
@@ -197,4 +214,4 @@ function ephemeralWarning(port) {
   return `warning: port ${port} lies inside the ephemeral port range ${range.lo}-${range.hi} (any outgoing connection may take it; choose a port below ${range.lo})`;
 }
 
-module.exports = { describeHolder, ephemeralWarning, findListener, procHex, escaped };
+module.exports = { describeHolder, ephemeralWarning, findListener, procHex, joinArguments, shownName };

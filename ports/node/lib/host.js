@@ -51,10 +51,10 @@ function formatIpv6(groups) {
  * the form used in URLs and messages (`[::1]`). Throws ValueError for anything else.
  */
 function parseHost(text) {
-  if (text === 'localhost') return hostOf('127.0.0.1', 4);
   if (text === '') throw new ValueError('the host is empty');
-  if (net.isIPv4(text)) return hostOf(text, 4);
-  const inner = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (text.replace(/[A-Z]/g, (c) => c.toLowerCase()) === 'localhost') return hostOf('127.0.0.1', 4);
+  const inner = text.length > 2 && text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  if (net.isIPv4(inner)) return hostOf(inner, 4);
   if (!inner.includes('%') && net.isIPv6(inner)) return hostOf(formatIpv6(ipv6Groups(inner)), 6);
   throw new ValueError('not a literal IP address (or localhost); names are never resolved');
 }
@@ -69,16 +69,25 @@ function isLoopback(host) {
   return host.address === '::1' || host.address.startsWith('::ffff:127.');
 }
 
-/** Parses a port: exactly the decimal integers 0-65535. Throws ValueError otherwise. */
+/**
+ * Parses a port (cli.md): ASCII decimal digits, optionally after one `+`, leading zeros allowed, 0-65535.
+ * Nothing is trimmed. Throws ValueError otherwise.
+ */
 function parsePort(text) {
+  return parseInteger(text, 0, 65535);
+}
+
+/** An integer in lo..=hi written as ASCII digits after an optional `+`; ValueError names why not. */
+function parseInteger(text, lo, hi) {
   if (text === '') throw new ValueError('cannot parse integer from empty string');
-  if (!/^[0-9]+$/.test(text)) {
-    if (/^-[0-9]+$/.test(text)) throw new ValueError(`${text} is not in 0..=65535`);
+  const digits = text.startsWith('+') ? text.slice(1) : text;
+  if (!/^[0-9]+$/.test(digits)) {
+    if (/^-[0-9]+$/.test(text)) throw new ValueError(`${text} is not in ${lo}..=${hi}`);
     throw new ValueError('invalid digit found in string');
   }
-  const value = Number(text);
-  if (value > 65535) throw new ValueError(`${text} is not in 0..=65535`);
+  const value = Number(digits);
+  if (value < lo || value > hi) throw new ValueError(`${text} is not in ${lo}..=${hi}`);
   return value;
 }
 
-module.exports = { ValueError, parseHost, parsePort, isLoopback, ipv6Groups };
+module.exports = { ValueError, parseHost, parsePort, parseInteger, isLoopback, ipv6Groups, formatIpv6 };

@@ -2,76 +2,95 @@
 // HTTP on the held port (SRV-*, PROTO-13/14): an incremental request-head parser with limits, the
 // routing table, and responses. Every response closes the connection.
 
+const { checkHost } = require('./hostcheck');
+const { validKey } = require('./ws');
+
 const MAX_HEAD_BYTES = 8192;
 const MAX_FIELDS = 32;
 const HEAD_TIMEOUT_MS = 10000;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const REASONS = {
   101: 'Switching Protocols', 200: 'OK', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 408: 'Request Timeout', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large',
+  405: 'Method Not Allowed', 408: 'Request Timeout', 421: 'Misdirected Request', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large',
   503: 'Service Unavailable',
 };
 
-const START = /^([^ ]+) ([^ ]+) HTTP\/1\.[01]$/;
+const START = /^([^ ]+) ([^ ]+) HTTP\/(1\.[01])$/;
 const validStart = (line) => {
   const start = START.exec(line);
-  return start !== null && TOKEN.test(start[1]);
+  return start !== null && TOKEN.test(start[1]) ? start : null;
 };
 
-/** End of the head (index after the blank line) in `buffer`, or -1. Accepts CRLF and bare LF. */
-function headEnd(buffer) {
-  const text = buffer.toString('latin1');
-  const match = /\r?\n\r?\n/.exec(text);
-  return match ? match.index + match[0].length : -1;
+/** One header line: `[lower-case name, value]` (surrounding whitespace trimmed), or null if malformed. */
+function headerField(line) {
+  const colon = line.indexOf(':');
+  const name = line.slice(0, colon);
+  const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+  if (colon < 1 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return null;
+  return [name.toLowerCase(), value];
 }
 
 /**
- * Parses a request head from the bytes received so far: `{ incomplete: true }`, `{ status: 400|431 }`,
- * or `{ request: { method, path, headers, rest } }` with header names lower-cased and `rest` the bytes
- * after the head. Every prefix of a valid head is incomplete, never refused.
+ * Parses a request head from the bytes received so far (protocol.md, "HTTP on the same port"):
+ * `{ incomplete: true }`, `{ status: 400|431 }`, or `{ request: { method, target, path, version, headers, length } }`
+ * with `headers` a Map of lower-cased names to their values in order and `length` the head's bytes. The head runs from the first byte
+ * through the empty line (CRLF or bare LF); 8193 bytes or a 33rd field is 431 as soon as it is seen, a bad
+ * request line 400 as soon as it is complete. Bytes after the head are never looked at.
  */
 function parseHead(buffer) {
-  const end = headEnd(buffer);
-  if (end < 0) {
-    const firstLine = /^([^\r\n]*)\r?\n/.exec(buffer.toString('latin1'));
-    if (firstLine && !validStart(firstLine[1])) return { status: 400 };
-    return buffer.length > MAX_HEAD_BYTES ? { status: 431 } : { incomplete: true };
+  const text = buffer.subarray(0, MAX_HEAD_BYTES + 1).toString('latin1');
+  const lines = [];
+  let start = null;
+  for (let pos = 0, nl; (nl = text.indexOf('\n', pos)) >= 0; pos = nl + 1) {
+    const line = text.slice(pos, text[nl - 1] === '\r' && nl > pos ? nl - 1 : nl);
+    if (lines.length === 0) {
+      start = validStart(line);
+      if (start === null) return { status: 400 };
+    } else if (line === '') {
+      return nl + 1 > MAX_HEAD_BYTES ? { status: 431 } : request(start, lines.slice(1), nl + 1);
+    } else if (lines.length > MAX_FIELDS) {
+      return { status: 431 };
+    }
+    lines.push(line);
   }
-  if (end > MAX_HEAD_BYTES) return { status: 431 };
-  const lines = buffer.subarray(0, end).toString('latin1').split(/\r?\n/).slice(0, -2);
-  if (!validStart(lines[0])) return { status: 400 };
-  const start = START.exec(lines[0]);
-  if (lines.length - 1 > MAX_FIELDS) return { status: 431 };
-  const headers = new Map();
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(':');
-    const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
-    if (colon < 1 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return { status: 400 };
-    const key = name.toLowerCase();
-    headers.set(key, headers.has(key) ? `${headers.get(key)}, ${value}` : value);
-  }
-  const path = targetPath(start[2]);
-  if (path === null) return { status: 400 };
-  return { request: { method: start[1], path, headers, rest: buffer.subarray(end) } };
+  return buffer.length > MAX_HEAD_BYTES ? { status: 431 } : { incomplete: true };
 }
 
-/** The path of a request target (origin or absolute form), without the query; null if neither. */
-function targetPath(target) {
-  if (target.startsWith('/')) return target.split('?')[0];
-  const absolute = /^https?:\/\/[^/?#]*(\/[^?#]*)?/i.exec(target);
-  return absolute ? absolute[1] || '/' : null;
+function request(start, fieldLines, length) {
+  const headers = new Map();
+  for (const line of fieldLines) {
+    const field = headerField(line);
+    if (field === null) return { status: 400 };
+    const [name, value] = field;
+    headers.set(name, (headers.get(name) || []).concat([value]));
+  }
+  const [, method, target, version] = start;
+  // The path is the target before the first `?` or `#`, compared byte for byte (no decoding, no folding).
+  return { request: { method, target, path: target.split(/[?#]/)[0], version, headers, length } };
+}
+
+/** The comma-separated tokens of every `name` header, lower-cased (ASCII). */
+function tokens(headers, name) {
+  return (headers.get(name) || [])
+    .join(',')
+    .split(',')
+    .map((t) => t.trim().replace(/[A-Z]/g, (c) => c.toLowerCase()));
 }
 
 const HEALTH = new Set(['/health', '/healthz']);
 const READY = new Set(['/ready', '/readyz', '/startup', '/startupz']);
 
 /**
- * Routes a request: `{ upgrade: true }` for a WebSocket upgrade to accept, else `{ status, body? }`.
- * `gateway` supplies `shuttingDown`, `health()` and `originAllowed(origin)`.
+ * Routes a request: `{ upgrade: key }` for a WebSocket upgrade to accept, else `{ status, body? }`.
+ * `gateway` supplies `settings` (host, allowedHosts), `shuttingDown`, `health()` and `originAllowed(origin)`.
+ * The Host check (DOOR-7) comes first, then the path; `/` checks method, upgrade headers, version and key
+ * (PROTO-15), shutdown, Origin (DOOR-3), in that order.
  */
 function route(request, gateway) {
-  const { method, path, headers } = request;
+  const { method, path, version, headers } = request;
+  const { host, allowedHosts } = gateway.settings;
+  const misdirected = checkHost(headers.get('host') || [], version, host, allowedHosts);
+  if (misdirected !== null) return { status: misdirected };
   const readOnly = method === 'GET' || method === 'HEAD';
   if (HEALTH.has(path)) return readOnly ? { status: 200, body: gateway.health() } : { status: 405 };
   if (READY.has(path)) {
@@ -82,18 +101,20 @@ function route(request, gateway) {
   }
   if (path !== '/') return { status: 404 };
   if (method !== 'GET') return { status: 405 };
-  const upgrade = (headers.get('upgrade') || '').toLowerCase().split(',').map((s) => s.trim());
-  if (!upgrade.includes('websocket')) return { status: 426 };
-  if (headers.has('origin') && !gateway.originAllowed(headers.get('origin'))) return { status: 403 };
+  if (!tokens(headers, 'upgrade').includes('websocket') || !tokens(headers, 'connection').includes('upgrade')) {
+    return { status: 426 };
+  }
+  const key = (headers.get('sec-websocket-key') || []).join(', ').trim();
+  if ((headers.get('sec-websocket-version') || []).join(', ') !== '13' || !validKey(key)) return { status: 400 };
   if (gateway.shuttingDown) return { status: 503, body: { ok: false, status: 'shutting down' } };
-  const connection = (headers.get('connection') || '').toLowerCase().split(',').map((s) => s.trim());
-  if (!connection.includes('upgrade') || headers.get('sec-websocket-version') !== '13') return { status: 400 };
-  return { upgrade: true };
+  const origin = headers.get('origin');
+  if (origin && !gateway.originAllowed(origin.join(', '))) return { status: 403 };
+  return { upgrade: key };
 }
 
 /** The bytes of a response that closes the connection; `head` leaves the body out (HEAD). */
 function respond(status, body, { head = false, extra = {} } = {}) {
-  const payload = body === undefined ? Buffer.from(`${status} ${REASONS[status]}\n`) : Buffer.from(JSON.stringify(body));
+  const payload = body === undefined ? Buffer.from(`${status} ${REASONS[status]}`) : Buffer.from(JSON.stringify(body));
   const type = body === undefined ? 'text/plain; charset=utf-8' : 'application/json';
   const fields = { 'Content-Type': type, 'Content-Length': payload.length, Connection: 'close', ...extra };
   const lines = Object.entries(fields).map(([k, v]) => `${k}: ${v}\r\n`).join('');

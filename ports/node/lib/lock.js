@@ -1,7 +1,7 @@
 'use strict';
 // The lock itself (LOCK-*, ERR-*): bind and listen, exclusively, on exactly the address asked for.
 // libuv sets SO_REUSEADDR (REL-2: TIME_WAIT of a dead holder never blocks) and never SO_REUSEPORT unless
-// asked (LOCK-5), and creates sockets close-on-exec (REL-3). `exclusive: true` keeps the cluster module
+// asked (LOCK-5), and creates sockets close-on-exec (REL-3). IPv6 sockets are IPv6-only (LOCK-4). `exclusive: true` keeps the cluster module
 // from sharing the handle with workers.
 const net = require('node:net');
 const util = require('node:util');
@@ -38,7 +38,7 @@ function lockError(err, url, port) {
   return new GatewayLockError(`failed to bind gateway socket on ${where}: ${osErrorText(err)}`, { held: false, cause: err });
 }
 
-function listenOnce(server, address, port) {
+function listenOnce(server, { address, family }, port) {
   return new Promise((resolve, reject) => {
     const onError = (err) => {
       server.removeListener('listening', onListening);
@@ -50,7 +50,8 @@ function listenOnce(server, address, port) {
     };
     server.once('error', onError);
     server.once('listening', onListening);
-    server.listen({ host: address, port, exclusive: true });
+    // Every IPv6 socket is IPv6-only (cli.md, "Hosts"): `::` never covers IPv4, a mapped address is refused.
+    server.listen({ host: address, port, exclusive: true, ipv6Only: family === 6 });
   });
 }
 
@@ -67,7 +68,7 @@ async function acquireGatewayLock(host, port, { server = net.createServer() } = 
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port ${port} is not in 0..=65535`);
   for (let attempt = 1; ; attempt++) {
     try {
-      return await listenOnce(server, parsed.address, port);
+      return await listenOnce(server, parsed, port);
     } catch (err) {
       // Linux can refuse two simultaneous listens on one port; a real holder refuses every attempt at once.
       if (err.code === 'EADDRINUSE' && attempt < LISTEN_ATTEMPTS) continue;

@@ -29,13 +29,23 @@ function tokenMatches(presented, token) {
 const isString = (v) => typeof v === 'string';
 const isNonEmpty = (v) => isString(v) && v !== '';
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-const optional = (v, check) => v === undefined || check(v);
+
+/**
+ * JSON text with every number written with a fraction or an exponent (`4.0`, `4e0`) replaced by `null`,
+ * token for token, so that JSON.parse keeps only the integers written as integers (connect's protocol
+ * fields, protocol.md: `4`, not `4.0`). Text that is not valid JSON stays invalid.
+ */
+function integersOnly(text) {
+  return text.replace(/"(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/g, (token) =>
+    token[0] === '"' || !/[.eE]/.test(token) ? token : 'null',
+  );
+}
 
 /** A request frame `{type:"req", id, method, params?}`, or `{error, id}` naming why it is not one. */
 function parseFrame(data) {
   let frame;
   try {
-    frame = JSON.parse(data.toString('utf8'));
+    frame = JSON.parse(integersOnly(data.toString('utf8')));
   } catch {
     return { error: 'frame is not JSON', id: null };
   }
@@ -47,14 +57,38 @@ function parseFrame(data) {
   return { request: { id, method: frame.method, params: frame.params } };
 }
 
-/** Connect params well-formed (protocol.md, Handshake step 2)? */
-function validConnect(p) {
-  if (!isObject(p) || !Number.isInteger(p.minProtocol) || !Number.isInteger(p.maxProtocol)) return false;
+const isProtocol = (v) => Number.isInteger(v) && v >= 0 && v <= 4294967295;
+const absent = (v) => v === undefined || v === null;
+const CLIENT_FIELDS = ['id', 'version', 'platform', 'mode'];
+const CLIENT_OPTIONAL = ['deviceFamily', 'instanceId', 'displayName'];
+
+/**
+ * Why connect's params are not well-formed (protocol.md, Handshake step 2, the table of types), or null.
+ * Absent or null optional fields are fine; `scopes: null` is not; `auth` absent, null or without a string
+ * token is a missing token (decided later), a non-string token malformed.
+ */
+function connectProblem(p) {
+  if (!isObject(p)) return 'params must be an object';
+  for (const field of ['minProtocol', 'maxProtocol']) {
+    if (!isProtocol(p[field])) return `${field} must be an integer 0-4294967295`;
+  }
   const c = p.client;
-  if (!isObject(c) || ![c.id, c.version, c.platform, c.mode].every(isString)) return false;
-  if (![c.deviceFamily, c.instanceId, c.displayName].every((v) => optional(v, isString))) return false;
-  if (!optional(p.role, isString) || !optional(p.scopes, (s) => Array.isArray(s) && s.every(isString))) return false;
-  return optional(p.auth, isObject) && optional(p.auth && p.auth.token, isString);
+  if (!isObject(c)) return 'client must be an object';
+  for (const field of CLIENT_FIELDS) if (!isString(c[field])) return `client.${field} must be a string`;
+  for (const field of CLIENT_OPTIONAL) if (!absent(c[field]) && !isString(c[field])) return `client.${field} must be a string`;
+  if (!absent(p.role) && !isString(p.role)) return 'role must be a string';
+  if (p.scopes !== undefined && !(Array.isArray(p.scopes) && p.scopes.every(isString))) return 'scopes must be an array of strings';
+  if (!absent(p.auth) && !isObject(p.auth)) return 'auth must be an object';
+  if (isObject(p.auth) && !absent(p.auth.token) && !isString(p.auth.token)) return 'auth.token must be a string';
+  return null;
+}
+
+/** The client as kept and shown by system-presence: the seven fields, optional ones only when strings. */
+function keptClient(c) {
+  const kept = {};
+  for (const field of CLIENT_FIELDS) kept[field] = c[field];
+  for (const field of CLIENT_OPTIONAL) if (isString(c[field])) kept[field] = c[field];
+  return kept;
 }
 
 const response = (id, payload) => ({ type: 'res', id, ok: true, payload });
@@ -63,7 +97,7 @@ const failure = (id, code, message) => ({ type: 'res', id, ok: false, error: { c
 /**
  * One connection's protocol state. `gateway` supplies `token`, `info()` (host, port, pid, version,
  * tickIntervalMs), and the method payloads `healthPayload()`, `status()`, `presence()`, `config()`. Every method returns
- * `{ send: [frames], close?: [code, reason], authenticated?: true }`.
+ * `{ send: [frames], close?: [code, reason], authenticated?: true, authFailed?: true }`.
  */
 class Session {
   constructor(gateway) {
@@ -104,22 +138,27 @@ class Session {
     if (method !== 'connect') {
       return this.close(failure(id, 'INVALID_REQUEST', 'first request must be connect'), CLOSE.firstRequest);
     }
-    if (!validConnect(params)) return this.close(failure(id, 'INVALID_REQUEST', 'invalid connect params'), CLOSE.badParams);
+    const problem = connectProblem(params);
+    if (problem !== null) return this.close(failure(id, 'INVALID_REQUEST', `invalid connect params: ${problem}`), CLOSE.badParams);
     if (params.minProtocol > PROTOCOL || params.maxProtocol < PROTOCOL) {
       const message = `protocol ${PROTOCOL} is not in ${params.minProtocol}..=${params.maxProtocol}`;
       return this.close(failure(id, 'PROTOCOL_MISMATCH', message), CLOSE.mismatch);
     }
-    const token = params.auth && params.auth.token;
-    if (!token) return this.close(failure(id, 'AUTH_TOKEN_MISSING', 'connect needs auth.token'), CLOSE.unauthorized);
-    if (!tokenMatches(token, this.gateway.token)) {
-      return this.close(failure(id, 'AUTH_TOKEN_MISMATCH', 'auth.token is not the gateway token'), CLOSE.unauthorized);
-    }
+    const token = isObject(params.auth) ? params.auth.token : undefined;
+    if (!token) return this.refuse(failure(id, 'AUTH_TOKEN_MISSING', 'connect needs auth.token'));
+    if (!tokenMatches(token, this.gateway.token)) return this.refuse(failure(id, 'AUTH_TOKEN_MISMATCH', 'auth.token is not the gateway token'));
     return this.welcome(id, params);
+  }
+
+  /** A failed authentication: close 1008, and counted by the throttle (DOOR-8). */
+  refuse(reply) {
+    return { ...this.close(reply, CLOSE.unauthorized), authFailed: true };
   }
 
   welcome(id, params) {
     this.authenticated = true;
-    this.client = { client: params.client, role: params.role || 'operator', scopes: params.scopes || [], connectedAtMs: Date.now() };
+    const role = isString(params.role) ? params.role : 'operator';
+    this.client = { client: keptClient(params.client), role, scopes: params.scopes || [], connectedAtMs: Date.now() };
     const info = this.gateway.info();
     const hello = {
       type: 'hello-ok',

@@ -1,23 +1,24 @@
 'use strict';
-// Token sources (DOOR-5), put in force after the bind: the value given, a token file (trimmed), or a
-// generated 32-byte token stored privately (0600, directory 0700, never following a symlink).
+// Token sources (DOOR-5, DOOR-6), put in force after the bind: the value given, a token file (trimmed), or
+// the stored token of the profile: one file named `token` whatever the port, reused if it exists, else a
+// fresh 32-byte token linked into place only while the name is free (0600, directory 0700, never following
+// a symlink, never in a shared temporary directory).
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { osErrorText } = require('./lock');
 
 /** The token could not be put in force: the binary prints the message and exits 1. */
 class TokenError extends Error {}
 
-/** Where a generated token for `port` is stored. */
-function generatedTokenPath(port, env) {
-  const base = path.isAbsolute(env.XDG_STATE_HOME || '')
-    ? env.XDG_STATE_HOME
-    : env.HOME
-      ? path.join(env.HOME, '.local', 'state')
-      : os.tmpdir();
-  return path.join(base, 'gateway-lock', `token-${port}`);
+const NOWHERE =
+  'no token given and nowhere private to store one: neither XDG_STATE_HOME nor HOME is set (give --token or --token-file)';
+
+/** Where the stored token of a gateway without a profile lives, or null when there is no private place. */
+function storedTokenPath(env) {
+  if (path.isAbsolute(env.XDG_STATE_HOME || '')) return path.join(env.XDG_STATE_HOME, 'gateway-lock', 'token');
+  if (env.HOME) return path.join(env.HOME, '.local', 'state', 'gateway-lock', 'token');
+  return null;
 }
 
 function readTokenFile(file) {
@@ -32,34 +33,83 @@ function readTokenFile(file) {
   return token;
 }
 
-function storeGeneratedToken(file, token) {
+const storeError = (file, why) => new TokenError(`cannot store generated token in ${file}: ${why}`);
+
+/** The stored token at `file` (no symlink followed, mode set to 0600, trimmed), or null if there is none. */
+function readStored(file) {
+  let fd;
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW;
-    const fd = fs.openSync(file, flags, 0o600);
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (err) {
+    if (err.code === 'ENOENT') return null;
+    throw storeError(file, osErrorText(err));
+  }
+  try {
+    fs.fchmodSync(fd, 0o600);
+    const token = fs.readFileSync(fd, 'utf8').trim();
+    if (token === '') throw storeError(file, 'the stored token is empty (only whitespace)');
+    return token;
+  } catch (err) {
+    if (err instanceof TokenError) throw err;
+    throw storeError(file, osErrorText(err));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes `token` to a private temporary file beside `file` and links it into place if the name is free. */
+function storeNew(file, token) {
+  const dir = path.dirname(file);
+  const temp = path.join(dir, `.token.${process.pid}.${crypto.randomBytes(6).toString('hex')}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+    const fd = fs.openSync(temp, flags, 0o600);
     try {
       fs.fchmodSync(fd, 0o600);
       fs.writeSync(fd, `${token}\n`);
     } finally {
       fs.closeSync(fd);
     }
+    fs.linkSync(temp, file);
+    return true;
   } catch (err) {
-    throw new TokenError(`cannot store generated token in ${file}: ${osErrorText(err)}`);
+    if (err.code === 'EEXIST') return false; // another gateway stored one first: use it
+    throw storeError(file, osErrorText(err));
+  } finally {
+    try {
+      fs.unlinkSync(temp);
+    } catch {
+      // never created
+    }
   }
 }
 
-/**
- * Puts the token in force for a gateway bound on `port`: `{ token, source, notice }`, where `source` is
- * `value`, `file` or `generated` and `notice` a line for stderr (the path, never the token) or null.
- */
-function resolveToken(settings, port, env) {
-  if (settings.token !== undefined) return { token: settings.token, source: 'value', notice: null };
-  if (settings.tokenFile !== undefined) return { token: readTokenFile(settings.tokenFile), source: 'file', notice: null };
-  const file = generatedTokenPath(port, env);
-  const token = crypto.randomBytes(32).toString('hex');
-  storeGeneratedToken(file, token);
-  const notice = `gateway: no token given; generated one and stored it in ${file} (mode 0600)`;
-  return { token, source: 'generated', notice };
+/** The stored token of the profile (DOOR-6): `{ token, notice }`. */
+function storedToken(env) {
+  const file = storedTokenPath(env);
+  if (file === null) throw new TokenError(NOWHERE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const existing = readStored(file);
+    if (existing !== null) {
+      return { token: existing, notice: `gateway: no token given; using the one stored in ${file} (mode 0600)` };
+    }
+    const token = crypto.randomBytes(32).toString('hex');
+    if (storeNew(file, token)) {
+      return { token, notice: `gateway: no token given; generated one and stored it in ${file} (mode 0600)` };
+    }
+  }
+  throw storeError(file, 'the file appeared and disappeared again');
 }
 
-module.exports = { resolveToken, TokenError, generatedTokenPath };
+/**
+ * Puts the token in force: `{ token, source, notice }`, where `source` is `value`, `file` or `generated`
+ * and `notice` a line for stderr (the path, never the token) or null.
+ */
+function resolveToken(settings, env) {
+  if (settings.token !== undefined) return { token: settings.token, source: 'value', notice: null };
+  if (settings.tokenFile !== undefined) return { token: readTokenFile(settings.tokenFile), source: 'file', notice: null };
+  return { ...storedToken(env), source: 'generated' };
+}
+
+module.exports = { resolveToken, TokenError, storedTokenPath };

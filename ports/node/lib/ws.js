@@ -2,6 +2,7 @@
 // WebSocket framing (RFC 6455), server side: the upgrade's accept key, a frame reader that judges each
 // frame by its header before reading its payload (PROTO-7's frame gate), and frame writers.
 const crypto = require('node:crypto');
+const { isUtf8 } = require('node:buffer');
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const OP = { continuation: 0, text: 1, binary: 2, close: 8, ping: 9, pong: 10 };
@@ -44,11 +45,18 @@ function closeFrame(code, reason) {
 const violation = (code, reason) => ({ kind: 'violation', code, reason });
 const PROTOCOL_ERROR = violation(1002, 'protocol error');
 const TOO_LARGE = violation(1009, 'frame too large');
+const INVALID_UTF8 = violation(1007, 'invalid UTF-8');
+
+/** A close code a client may send (RFC 6455 section 7.4): 1000-1003, 1007-1013, 3000-4999. */
+function sendableCode(code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1013) || (code >= 3000 && code <= 4999);
+}
 
 /**
  * Reads client frames from pushed bytes. `next(limit)` returns the next event, or null until more bytes
  * come: `{kind:'message', data}` (a whole message), `{kind:'ping', data}`, `{kind:'pong'}`,
- * `{kind:'close', code, reason}`, or `{kind:'violation', code, reason}` (final: the reader then stops).
+ * `{kind:'close', code}` (a code a client may send, or null when it sent none), or
+ * `{kind:'violation', code, reason}` (1002, 1007 or 1009; final: the reader then stops).
  * `limit` bounds a frame and its message; a frame announcing more is refused from its header alone,
  * before any of its payload is read. The caller passes the limit in force for that frame, so the
  * order of frames decides it, not their timing.
@@ -125,18 +133,23 @@ class FrameReader {
   control(opcode, payload) {
     if (opcode === OP.ping) return { kind: 'ping', data: payload };
     if (opcode === OP.pong) return { kind: 'pong' };
-    if (payload.length === 1) return this.fail(PROTOCOL_ERROR);
-    const code = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
-    return { kind: 'close', code, reason: payload.subarray(2).toString('utf8') };
+    if (payload.length === 0) return { kind: 'close', code: null };
+    if (payload.length === 1 || !sendableCode(payload.readUInt16BE(0)) || !isUtf8(payload.subarray(2))) {
+      return this.fail(PROTOCOL_ERROR);
+    }
+    return { kind: 'close', code: payload.readUInt16BE(0) };
   }
 
   data(head, payload) {
+    if (this.fragments.length === 0) this.opcode = head.opcode;
     this.fragments.push(payload);
     this.fragmentBytes += payload.length;
     if (!head.fin) return { kind: 'fragment' };
     const data = Buffer.concat(this.fragments);
     this.fragments = [];
     this.fragmentBytes = 0;
+    // A text message must be UTF-8 (PROTO-16); a binary one is read as text but not checked first.
+    if (this.opcode === OP.text && !isUtf8(data)) return this.fail(INVALID_UTF8);
     return { kind: 'message', data };
   }
 }

@@ -11,8 +11,17 @@ const GATEWAY = path.join(__dirname, '..', 'gateway.js');
 const DEADLINE_MS = 10000;
 
 const children = new Set();
+// Every gateway a test starts gets a private HOME and TMPDIR, and no XDG_STATE_HOME unless the test gives
+// one (DOOR-6): nothing it writes lands in the user's home or a shared temporary directory. The inherited
+// GATEWAY_* variables are dropped so that the user's settings never change a test.
+const world = fs.mkdtempSync(path.join(os.tmpdir(), 'gateway-lock-node-world-'));
+const baseEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => !name.startsWith('GATEWAY_') && name !== 'XDG_STATE_HOME'),
+);
+Object.assign(baseEnv, { HOME: world, TMPDIR: world });
 process.on('exit', () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  fs.rmSync(world, { recursive: true, force: true });
 });
 
 /** Kills `child` when the test process exits, if it is still running then (nothing is left behind). */
@@ -59,7 +68,7 @@ function canBind(port, host = '127.0.0.1') {
 function startGateway(args, env = {}) {
   const child = track(
     spawn(process.execPath, [GATEWAY, ...args], {
-      env: { ...process.env, GATEWAY_LOG: 'warn', ...env },
+      env: { ...baseEnv, GATEWAY_LOG: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );
@@ -90,10 +99,10 @@ async function runGateway(args, env = {}) {
 }
 
 /** One HTTP exchange over a raw socket (the gateway closes every connection): the whole answer. */
-function rawHttp(port, bytes) {
+function rawHttp(port, bytes, host = '127.0.0.1') {
   return within(
     new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: '127.0.0.1' }, () => socket.write(bytes));
+      const socket = net.connect({ port, host }, () => socket.write(bytes));
       let data = '';
       socket.on('data', (d) => {
         data += d;
@@ -111,4 +120,12 @@ function scratch() {
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
-module.exports = { GATEWAY, track, within, freePort, canBind, startGateway, runGateway, rawHttp, scratch };
+/** A GET (or `method`) of `target` with a loopback Host, as any client sends it. */
+function request(port, target, method = 'GET', extra = '') {
+  return rawHttp(port, `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${extra}\r\n`);
+}
+
+/** A world of its own for a process a test spawns directly (HOME, TMPDIR; no GATEWAY_*). */
+const childEnv = (env = {}) => ({ ...baseEnv, ...env });
+
+module.exports = { GATEWAY, track, request, childEnv, within, freePort, canBind, startGateway, runGateway, rawHttp, scratch };

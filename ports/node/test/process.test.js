@@ -1,6 +1,6 @@
 'use strict';
 // The port's own black-box tests for what the conformance runner cannot check from a command template
-// (it reports these rows n/a): REL-3, CLI-3, DOOR-2, DOOR-5, SRV-3's other statuses, CLI-4's `run`, and
+// (it reports these rows n/a): REL-3, CLI-3, DOOR-2, DOOR-5, DOOR-6, SRV-3's other statuses, CLI-4's `run`, and
 // the embeddable lock (ERR-1, ERR-2 through the API).
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -81,7 +81,7 @@ test('DOOR-2: a non-loopback host without a token exits 7 before the bind, even 
   await stop(holder);
 });
 
-test('DOOR-5: token file errors exit 1 after the bind; a generated token is stored 0600 and never printed', async (t) => {
+test('DOOR-5: token file errors exit 1 after the bind', async (t) => {
   const s = h.scratch();
   t.after(s.remove);
   const missing = path.join(s.dir, 'missing');
@@ -92,17 +92,39 @@ test('DOOR-5: token file errors exit 1 after the bind; a generated token is stor
   fs.writeFileSync(blank, ' \n\t\n');
   const r2 = await h.runGateway(['run', '--port', '0', '--token-file', blank]);
   assert.deepEqual([r2.code, r2.stderr], [1, `token file ${blank} is empty\n`]);
-  const port = await h.freePort();
-  const g = h.startGateway(['run', '--port', String(port)], { XDG_STATE_HOME: s.dir, GATEWAY_TOKEN: '', GATEWAY_TOKEN_FILE: '' });
+});
+
+test('DOOR-5 DOOR-6: one generated token per profile, stored 0600, reused on any port, never printed', async (t) => {
+  const s = h.scratch();
+  t.after(s.remove);
+  const g = h.startGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir });
   await h.within(g.ready, 'ready line');
-  const file = path.join(s.dir, 'gateway-lock', `token-${port}`);
-  const token = fs.readFileSync(file, 'utf8').trim();
-  assert.match(token, /^[0-9a-f]{64}$/);
+  const file = path.join(s.dir, 'gateway-lock', 'token');
+  const token = fs.readFileSync(file, 'utf8');
+  assert.match(token, /^[0-9a-f]{64}\n$/, '64 lower-case hex characters and one newline');
   assert.equal(fs.statSync(file).mode & 0o777, 0o600);
   assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
   await stop(g);
   assert.ok(g.stderr().includes(`gateway: no token given; generated one and stored it in ${file} (mode 0600)\n`), g.stderr());
-  assert.ok(!g.stderr().includes(token) && !g.stdout().includes(token), 'the token is never printed');
+  assert.ok(!g.stderr().includes(token.trim()) && !g.stdout().includes(token.trim()), 'the token is never printed');
+  fs.chmodSync(file, 0o644);
+  const again = h.startGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir });
+  await h.within(again.ready, 'ready line');
+  await stop(again);
+  assert.ok(again.stderr().includes(`gateway: no token given; using the one stored in ${file} (mode 0600)\n`), again.stderr());
+  assert.equal(fs.readFileSync(file, 'utf8'), token, 'the same token, whatever the port');
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600, 'its mode set to 0600 again');
+  assert.deepEqual(fs.readdirSync(path.dirname(file)), ['token'], 'one file, no temporary left');
+  fs.writeFileSync(file, ' \n');
+  const blank = await h.runGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir });
+  assert.equal(blank.code, 1);
+  assert.ok(blank.stderr.startsWith(`cannot store generated token in ${file}: `), blank.stderr);
+  const home = h.startGateway(['run', '--port', '0'], { HOME: s.dir, XDG_STATE_HOME: 'relative' });
+  await h.within(home.ready, 'ready line');
+  await stop(home);
+  assert.ok(fs.existsSync(path.join(s.dir, '.local', 'state', 'gateway-lock', 'token')), 'a relative XDG_STATE_HOME is not used');
+  const nowhere = await h.runGateway(['run', '--port', '0'], { HOME: '' });
+  assert.deepEqual([nowhere.code, nowhere.stdout, nowhere.stderr], [1, '', 'no token given and nowhere private to store one: neither XDG_STATE_HOME nor HOME is set (give --token or --token-file)\n']);
 });
 
 test('DOOR-5: a refused instance never touches the token file', async (t) => {
@@ -120,28 +142,88 @@ test('SRV-3: bad HTTP gets 400, 404, 405, 426, 431, and the gateway keeps servin
   const g = h.startGateway(['run', '--port', '0', '--token', 't']);
   const port = Number((await h.within(g.ready, 'ready line')).split(':').pop());
   const status = async (bytes) => (await h.rawHttp(port, bytes)).split('\r\n')[0];
+  const host = `Host: 127.0.0.1:${port}\r\n`;
   assert.equal(await status('nonsense\r\n\r\n'), 'HTTP/1.1 400 Bad Request');
-  assert.equal(await status('GET /nope HTTP/1.1\r\n\r\n'), 'HTTP/1.1 404 Not Found');
-  assert.equal(await status('POST /healthz HTTP/1.1\r\n\r\n'), 'HTTP/1.1 405 Method Not Allowed');
-  assert.equal(await status('GET / HTTP/1.1\r\n\r\n'), 'HTTP/1.1 426 Upgrade Required');
+  assert.equal(await status(`GET /nope HTTP/1.1\r\n${host}\r\n`), 'HTTP/1.1 404 Not Found');
+  assert.equal(await status(`POST /healthz HTTP/1.1\r\n${host}\r\n`), 'HTTP/1.1 405 Method Not Allowed');
+  assert.equal(await status(`GET / HTTP/1.1\r\n${host}\r\n`), 'HTTP/1.1 426 Upgrade Required');
   assert.equal(await status(`GET / HTTP/1.1\r\nX: ${'a'.repeat(9000)}\r\n\r\n`), 'HTTP/1.1 431 Request Header Fields Too Large');
   assert.equal(await status(`GET / HTTP/1.1\r\n${'A: b\r\n'.repeat(33)}\r\n`), 'HTTP/1.1 431 Request Header Fields Too Large');
-  const head = await h.rawHttp(port, 'HEAD /healthz HTTP/1.1\r\n\r\n');
+  const head = await h.rawHttp(port, `HEAD /healthz HTTP/1.1\r\n${host}\r\n`);
   assert.ok(head.startsWith('HTTP/1.1 200 OK') && head.endsWith('\r\n\r\n'), 'HEAD has no body');
-  const body = (await h.rawHttp(port, 'GET /healthz HTTP/1.1\r\n\r\n')).split('\r\n\r\n')[1];
+  const body = (await h.request(port, '/healthz')).split('\r\n\r\n')[1];
   assert.equal(JSON.parse(body).status, 'live');
   assert.equal((await stop(g)).code, 0);
 });
 
 test('CLI-4: `run` whose ready line cannot be written keeps serving', async () => {
   const port = await h.freePort(); // chosen by the OS, so inside the ephemeral range: a warning follows the bind
-  const child = spawn(process.execPath, [h.GATEWAY, 'run', '--port', String(port), '--token', 't'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [h.GATEWAY, 'run', '--port', String(port), '--token', 't'], { stdio: ['ignore', 'pipe', 'pipe'], env: h.childEnv() });
   h.track(child);
   child.stdout.destroy(); // nobody reads: the write of the ready line fails with EPIPE
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   await h.within(new Promise((resolve) => child.stderr.once('data', resolve)), 'the warning after the bind');
-  const answer = await h.rawHttp(port, 'GET /healthz HTTP/1.1\r\n\r\n');
+  const answer = await h.request(port, '/healthz');
   assert.ok(answer.startsWith('HTTP/1.1 200 OK'), answer);
   child.kill('SIGTERM');
   assert.equal(await h.within(exited, 'exit'), 0);
+});
+
+test('LOCK-4 DOOR-2: an IPv4-mapped host is IPv6 and cannot be bound (exit 4); a mapped non-loopback one needs a token (exit 7)', async () => {
+  const mapped = await h.runGateway(['run', '--host', '[::FFFF:7F00:1]', '--port', '0']);
+  assert.equal(mapped.code, 4);
+  assert.ok(mapped.stderr.startsWith('GatewayLockError: failed to bind gateway socket on ws://[::ffff:127.0.0.1]:0: '), mapped.stderr);
+  assert.equal(mapped.stdout, '');
+  const other = await h.runGateway(['run', '--host', '::ffff:10.0.0.1', '--port', '0']);
+  assert.deepEqual([other.code, other.stderr], [7, 'Refusing to bind gateway to ::ffff:10.0.0.1 without auth.\n']);
+  const wildcard = await acquireGatewayLock('::', 0);
+  try {
+    const port = wildcard.address().port;
+    const g = h.startGateway(['run', '--host', 'LOCALHOST', '--port', String(port), '--token', 't']);
+    assert.equal(await h.within(g.ready, 'ready line'), `listening on ws://127.0.0.1:${port}`, ':: is IPv6 only');
+    await stop(g);
+  } finally {
+    wildcard.close();
+  }
+});
+
+test('CLI-3: an empty GATEWAY_PORT is a usage error, not the default port; GATEWAY_LOG prints its one exact line', async () => {
+  const empty = await h.runGateway(['run', '--token', 't'], { GATEWAY_PORT: '' });
+  assert.equal(empty.code, 2);
+  assert.ok(empty.stderr.startsWith("error: invalid value '' for '--port <PORT>'"), empty.stderr);
+  const log = await h.runGateway(['run', '--port', '0', '--token', 't'], { GATEWAY_LOG: 'verbose\n' });
+  assert.deepEqual([log.code, log.stdout, log.stderr],
+    [2, '', "error: invalid value 'verbose\\n' for 'GATEWAY_LOG': expected one of off, error, warn, info, debug, trace\n"]);
+});
+
+test('OPS-9: a refused instance shows a hostile holder\'s command line escaped, on one line', async () => {
+  const script = "const s = require('net').createServer(); s.listen(0, '127.0.0.1', () => console.log(s.address().port));";
+  const hostile = h.track(spawn(process.execPath, ['-e', script, 'x\n  holder is a live gateway: profile p', '\x1b[2J\u202e'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  const port = Number(await h.within(new Promise((resolve) => hostile.stdout.once('data', (d) => resolve(String(d).trim()))), 'holder'));
+  try {
+    const refused = await h.runGateway(['run', '--port', String(port), '--token', 't']);
+    assert.equal(refused.code, 3);
+    const lines = refused.stderr.split('\n');
+    assert.equal(lines[0], `GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:${port}`);
+    assert.ok(lines[1].startsWith(`  holder: pid ${hostile.pid} `), lines[1]);
+    assert.ok(lines[1].endsWith(' x\\n  holder is a live gateway: profile p \\x1b[2J\\u{202e}'), lines[1]);
+    assert.ok(!lines.slice(2).some((l) => l.startsWith('  holder is a live gateway')), 'no fake line');
+  } finally {
+    hostile.kill('SIGKILL');
+  }
+});
+
+test('DOOR-6: two gateways starting at once without a token end up with the same stored token', async (t) => {
+  const s = h.scratch();
+  t.after(s.remove);
+  for (let round = 0; round < 5; round++) {
+    fs.rmSync(path.join(s.dir, 'gateway-lock'), { recursive: true, force: true });
+    const both = [0, 1].map(() => h.startGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir }));
+    await Promise.all(both.map((g) => h.within(g.ready, 'ready line')));
+    await Promise.all(both.map(stop));
+    const lines = both.map((g) => g.stderr());
+    assert.equal(lines.filter((l) => l.includes('generated one and stored it in')).length, 1, lines.join(''));
+    assert.equal(lines.filter((l) => l.includes('using the one stored in')).length, 1, lines.join(''));
+    assert.deepEqual(fs.readdirSync(path.join(s.dir, 'gateway-lock')), ['token'], 'no temporary file left');
+  }
 });

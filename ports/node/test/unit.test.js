@@ -30,7 +30,7 @@ test('LOCK-4 FUZZ-1: a literal host round-trips through its printed form; names 
   assert.equal(parseHost('localhost').address, '127.0.0.1');
   assert.equal(parseHost('0:0:0:0:0:0:0:1').url, '[::1]');
   assert.equal(parseHost('::ffff:7f00:1').address, '::ffff:127.0.0.1');
-  for (const bad of ['', 'example.com', 'LOCALHOST', '127.1', '01.2.3.4', 'fe80::1%lo', '[::1', '1.2.3.4:80', ' ::1']) {
+  for (const bad of ['', 'example.com', 'localhost.', '0177.0.0.1', '127.1', '01.2.3.4', 'fe80::1%lo', '[::1', '1.2.3.4:80', ' ::1']) {
     assert.throws(() => parseHost(bad), ValueError, bad);
   }
   assert.ok(isLoopback(parseHost('127.9.9.9')) && isLoopback(parseHost('::1')) && isLoopback(parseHost('::ffff:127.0.0.1')));
@@ -145,4 +145,185 @@ test('DOOR-1: only the exact token matches', () => {
     const b = Array.from({ length: r(6) }, () => 'ab'[r(2)]).join('');
     assert.equal(tokenMatches(a, b), a === b, `${a} vs ${b}`);
   }
+});
+
+const { safeText } = require('../lib/text');
+const { joinArguments, shownName } = require('../lib/holder');
+const { Throttle } = require('../lib/throttle');
+const { checkHost, parseHostValue } = require('../lib/hostcheck');
+const { BadLogLevel } = require('../lib/cli');
+
+test('LOCK-4: hosts accepted in order and printed as cli.md "Hosts" says (RFC 5952, mapped addresses dotted)', () => {
+  const printed = (text) => parseHost(text).address;
+  assert.equal(printed('LocalHost'), '127.0.0.1');
+  assert.equal(printed('[127.0.0.1]'), '127.0.0.1');
+  assert.equal(printed('[::FFFF:7F00:1]'), '::ffff:127.0.0.1');
+  assert.equal(printed('0:0:0:0:0:0:0:1'), '::1');
+  assert.equal(printed('::1.2.3.4'), '::102:304');
+  assert.equal(printed('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1', 'the first of two tied runs');
+  assert.equal(printed('2001:DB8:0:1:1:1:1:1'), '2001:db8:0:1:1:1:1:1', 'a single zero group is not ::');
+  assert.equal(parseHost('::1').url, '[::1]');
+  for (const bad of ['[]', '[[::1]]', '[localhost]', 'fe80::1%lo', '127.0.0.01', '1.2.3.256', '::1 ', 'loc\u0430lhost']) {
+    assert.throws(() => parseHost(bad), ValueError, bad);
+  }
+  assert.ok(isLoopback(parseHost('::ffff:127.0.0.1')) && !isLoopback(parseHost('::ffff:10.0.0.1')));
+});
+
+test('CLI-2: --port takes ASCII digits after an optional +, leading zeros allowed, nothing trimmed', () => {
+  assert.deepEqual(['+80', '0080', '+0', '065535'].map(parsePort), [80, 80, 0, 65535]);
+  for (const bad of ['+', '++1', '-0', ' 80', '80 ', '+-1', '８０', '065536']) assert.throws(() => parsePort(bad), ValueError, bad);
+});
+
+test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag); GATEWAY_LOG takes six levels', () => {
+  for (const name of ['GATEWAY_PORT', 'GATEWAY_HOST', 'GATEWAY_TOKEN', 'GATEWAY_TOKEN_FILE', 'GATEWAY_PROFILE',
+    'GATEWAY_HANDSHAKE_TIMEOUT_MS', 'GATEWAY_TICK_INTERVAL_MS', 'GATEWAY_MAX_CONNECTIONS', 'GATEWAY_MAX_UNAUTHENTICATED']) {
+    assert.throws(() => parseCommandLine(['run'], { [name]: '' }), (e) => e instanceof UsageError && e.message.includes(`(from ${name})`), name);
+  }
+  assert.equal(parseCommandLine(['run', '--port', '0'], { GATEWAY_PORT: '' }).settings.port, 0, 'a flag wins; its variable is not looked at');
+  assert.deepEqual(parseCommandLine(['run'], { GATEWAY_ALLOW_ORIGINS: '' }).settings.allowedOrigins, [], 'the one list: empty means none');
+  assert.throws(() => parseCommandLine(['run'], { GATEWAY_PORT: ' 80' }), UsageError, 'nothing is trimmed');
+  for (const level of ['off', 'ERROR', 'Warn', 'info', 'debug', 'TRACE']) {
+    assert.equal(parseCommandLine(['run'], { GATEWAY_LOG: level }).settings.logLevel, level.toLowerCase());
+  }
+  assert.equal(parseCommandLine(['run'], {}).settings.logLevel, 'info');
+  for (const bad of ['', '3', 'warning', ' info', 'inf\u0131', 'x\x1b[2J']) {
+    assert.throws(() => parseCommandLine(['run'], { GATEWAY_LOG: bad }), (e) => e instanceof BadLogLevel
+      && e.message === `error: invalid value '${safeText(bad)}' for 'GATEWAY_LOG': expected one of off, error, warn, info, debug, trace`, bad);
+  }
+  assert.deepEqual(parseCommandLine(['run', '--help'], { GATEWAY_LOG: 'bad' }), { help: true }, 'not for --help');
+  assert.deepEqual(parseCommandLine(['run', '-V'], { GATEWAY_LOG: 'bad' }), { version: true }, 'not for --version');
+  assert.throws(() => parseCommandLine(['run', '--port', 'x'], { GATEWAY_LOG: 'bad' }), BadLogLevel, 'before anything else');
+});
+
+test('DOOR-7: --allow-host takes a name or address (its port ignored); anything else is a usage error', () => {
+  const s = parseCommandLine(['run', '--allow-host', 'GW.example.:443', '--allow-host', '[::1]:8', '--allow-host', '::2'], {}).settings;
+  assert.deepEqual(s.allowedHosts, [{ name: 'gw.example' }, { address: '::1', family: 6 }, { address: '::2', family: 6 }]);
+  assert.deepEqual(parseCommandLine(['run'], { GATEWAY_ALLOW_HOSTS: 'a.example, b.example' }).settings.allowedHosts, [{ name: 'a.example' }, { name: 'b.example' }]);
+  for (const bad of ['', 'a b', 'a:99999', 'http://a', '-a.example', 'a/b']) {
+    assert.throws(() => parseCommandLine(['run', '--allow-host', bad], {}), /for '--allow-host <HOST>'/, bad);
+  }
+});
+
+test('DOOR-7 FUZZ-1: any Host value is judged 400, 421 or served, never an exception', () => {
+  const bound = { address: '127.0.0.1', family: 4 };
+  const r = rng(21);
+  const alphabet = 'aZ09.-_:[]%@ \t/\x00\xff';
+  for (let i = 0; i < 5000; i++) {
+    const value = Array.from({ length: r(24) }, () => alphabet[r(alphabet.length)]).join('');
+    const verdict = checkHost([value], '1.1', bound, []);
+    assert.ok(verdict === null || verdict === 400 || verdict === 421, JSON.stringify(value));
+    if (verdict === null) assert.notEqual(parseHostValue(value), null);
+  }
+  assert.equal(checkHost([], '1.1', bound, []), 400);
+  assert.equal(checkHost([], '1.0', bound, []), null);
+  assert.equal(checkHost(['a', 'a'], '1.1', bound, [{ name: 'a' }]), 400);
+});
+
+test('PROTO-3 PROTO-10: connect params have exactly the types of the table; ids are non-empty strings or null', () => {
+  const first = (text) => new Session(gateway).onMessage(Buffer.from(text));
+  const client = { id: 'i', version: '1', platform: 'p', mode: 'm' };
+  const malformed = [
+    { minProtocol: 4.5 }, { minProtocol: '4' }, { minProtocol: -1 }, { minProtocol: 4294967296 }, { maxProtocol: null },
+    { client: null }, { client: { ...client, id: 1 } }, { client: { ...client, mode: undefined } }, { client: { ...client, displayName: 7 } },
+    { role: 7 }, { scopes: null }, { scopes: ['a', 1] }, { scopes: 'a' }, { auth: [] }, { auth: 'x' }, { auth: { token: 7 } },
+  ];
+  for (const over of malformed) {
+    const out = first(connect(over));
+    assert.deepEqual(out.close, [1008, 'invalid connect params'], JSON.stringify(over));
+    assert.match(out.send[0].error.message, /^invalid connect params: /);
+  }
+  for (const raw of ['4.0', '4e0', '0.4e1', '4E0']) {
+    assert.deepEqual(first(connect().replace('"minProtocol":4', `"minProtocol":${raw}`)).close, [1008, 'invalid connect params'], raw);
+  }
+  assert.deepEqual(first('{"type":"req","id":"c","method":"connect"}').close, [1008, 'invalid connect params'], 'params missing');
+  assert.equal(first(connect({ minProtocol: 0, maxProtocol: 4294967295 })).send[0].payload.type, 'hello-ok');
+  assert.equal(first(connect({ minProtocol: 5, maxProtocol: 4 })).send[0].error.code, 'PROTOCOL_MISMATCH', 'an empty range');
+  for (const auth of [undefined, null, {}, { token: null }, { token: '' }]) {
+    assert.equal(first(connect({ auth })).send[0].error.code, 'AUTH_TOKEN_MISSING', JSON.stringify(auth));
+  }
+  const s = new Session(gateway);
+  const hello = s.onMessage(Buffer.from(connect({ role: null, client: { ...client, deviceFamily: null, instanceId: 'x', caps: [1] }, caps: {} }))).send[0];
+  assert.deepEqual(hello.payload.auth, { role: 'operator', scopes: [] });
+  assert.deepEqual(s.client.client, { ...client, instanceId: 'x' }, 'the seven fields, optional ones only when strings');
+  const dup = first('{"type":"req","id":"c","method":"connect","params":{"minProtocol":9,"maxProtocol":4}}'.replace('"maxProtocol":4', '"maxProtocol":4,"minProtocol":4'));
+  assert.notEqual(dup.send[0].error && dup.send[0].error.code, 'PROTOCOL_MISMATCH', 'the last of two keys counts');
+  for (const id of ['""', '7', 'null']) {
+    const out = first(`{"type":"req","id":${id},"method":"connect","params":{}}`);
+    assert.deepEqual([out.send[0].id, out.close], [null, [1008, 'invalid handshake: first request must be connect']], id);
+  }
+});
+
+test('PROTO-16 FUZZ-1: the reader closes 1002 on bad close frames, 1007 on text that is not UTF-8, never on binary', () => {
+  const one = (bytes) => {
+    const reader = new FrameReader();
+    reader.push(bytes);
+    return reader.next(65536);
+  };
+  for (const code of [999, 1004, 1005, 1006, 1014, 1015, 2999, 5000]) {
+    assert.equal(one(masked(8, Buffer.from([code >> 8, code & 255]))).code, 1002, String(code));
+  }
+  for (const code of [1000, 1003, 1007, 1013, 3000, 4999]) {
+    assert.deepEqual(one(masked(8, Buffer.from([code >> 8, code & 255]))), { kind: 'close', code }, String(code));
+  }
+  assert.deepEqual(one(masked(8, Buffer.alloc(0))), { kind: 'close', code: null });
+  assert.equal(one(masked(8, Buffer.from([3, 232, 0xff]))).code, 1002, 'a reason that is not UTF-8');
+  assert.equal(one(masked(1, Buffer.from([0xc3]))).code, 1007);
+  assert.equal(one(masked(2, Buffer.from([0xc3]))).kind, 'message');
+  const split = new FrameReader();
+  split.push(Buffer.concat([masked(1, Buffer.from([0xc3]), { fin: false }), masked(0, Buffer.from([0xa9]))]));
+  assert.equal(split.next(65536).data.toString(), 'é', 'UTF-8 is judged after reassembly');
+});
+
+test('OPS-9: text from another process is escaped as ps and Rust do, and cut with a marker', () => {
+  assert.equal(safeText('a\nb\rc\td\\e\x1b[2J\x7f\u0085'), 'a\\nb\\rc\\td\\\\e\\x1b[2J\\x7f\\u{85}');
+  assert.equal(safeText('\u200b\u202e\u2066\ufeffok é'), '\\u{200b}\\u{202e}\\u{2066}\\u{feff}ok é');
+  assert.equal(safeText(Buffer.from([0x66, 0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80])), 'f\\xff\\xc3(\\xed\\xa0\\x80');
+  assert.equal(safeText('x'.repeat(600), 512), `${'x'.repeat(512)} [... 88 more characters]`);
+  assert.equal(safeText('\n'.repeat(300), 512), `${'\\n'.repeat(256)} [... 88 more characters]`, 'counted after escaping');
+  assert.equal(joinArguments(Buffer.from('node\0a\nb\0\0')).toString(), 'node a\nb');
+  assert.equal(shownName('v1\n  holder is a live gateway'), 'v1\\n  holder is a live gateway');
+  assert.equal(shownName(null), '(none)');
+  assert.equal(shownName('p'.repeat(70)), `${'p'.repeat(64)} [... 6 more characters]`);
+  const r = rng(9);
+  for (let i = 0; i < 3000; i++) {
+    const out = safeText(Buffer.from(Array.from({ length: r(40) }, () => r(256))));
+    assert.ok(!/[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u.test(out), JSON.stringify(out));
+  }
+});
+
+test('DOOR-8: the throttle looks at no more than 22 + 5·t failures in any t seconds; turns are 200 ms apart', () => {
+  const r = rng(8);
+  for (let run = 0; run < 50; run++) {
+    const throttle = new Throttle(0);
+    const looked = [];
+    const pending = [];
+    let now = 0;
+    const look = (at) => {
+      looked.push(at);
+      throttle.failed(at);
+    };
+    for (let step = 0; step < 400; step++) {
+      now += r(3) === 0 ? r(400) : r(5);
+      pending.sort((a, b) => a - b);
+      while (pending.length && pending[0] <= now) look(pending.shift()); // turns come in time order
+      const arrivals = 1 + r(4); // any number of attacker connections
+      for (let k = 0; k < arrivals; k++) {
+        const wait = throttle.wait(now);
+        if (wait === 0) look(now);
+        else pending.push(now + wait);
+      }
+    }
+    for (let i = 0; i < looked.length; i++) {
+      for (let j = i; j < looked.length; j++) {
+        const t = (looked[j] - looked[i]) / 1000;
+        assert.ok(j - i + 1 <= 22 + 5 * t, `run ${run}: ${j - i + 1} failures looked at in ${t} s`);
+      }
+    }
+  }
+  const quiet = new Throttle(0);
+  for (let i = 0; i < 20; i++) assert.equal(quiet.wait(0), 0, 'the first 20 are not held');
+  for (let i = 0; i < 20; i++) quiet.failed(0);
+  assert.deepEqual([quiet.wait(0), quiet.wait(0), quiet.wait(0)], [0, 200, 400], 'full: turns 200 ms apart, the free one at once');
+  assert.equal(quiet.wait(500), 100, 'first come first served: no newcomer overtakes a turn handed out, even once drained');
+  assert.equal(quiet.wait(10000), 0, 'drained: free again');
 });
