@@ -64,7 +64,7 @@ pub fn run(args: &RunArgs) -> Result<(), RunError> {
     }
 
     // 1c. The token in force and the protocol's settings (issue 6, DOOR-5).
-    let config = protocol_config(args, &token_config, addr.port())?;
+    let config = protocol_config(args, &token_config, state_dir.as_ref().map(|d| d.path.as_path()))?;
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
@@ -138,10 +138,12 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// The token in force (DOOR-5: read `--token-file`, or generate one and store it privately,
 /// printing where — never the token itself) and the protocol's settings from the flags.
 /// Called only once the port is held.
-fn protocol_config(args: &RunArgs, token_config: &TokenConfig, port: u16) -> Result<ServerConfig, RunError> {
-    let (token, token_source) = front_door::resolve_token(token_config, port)?;
-    if let TokenSource::Generated(path) = &token_source {
-        eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display());
+fn protocol_config(args: &RunArgs, token_config: &TokenConfig, profile_dir: Option<&std::path::Path>) -> Result<ServerConfig, RunError> {
+    let (token, token_source) = front_door::resolve_token(token_config, profile_dir)?;
+    match &token_source {
+        TokenSource::Generated(path) => eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display()),
+        TokenSource::Stored(path) => eprintln!("gateway: no token given; using the one stored in {} (mode 0600)", path.display()),
+        TokenSource::Value | TokenSource::File(_) => {}
     }
     Ok(ServerConfig {
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),

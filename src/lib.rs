@@ -36,4 +36,5 @@ pub mod status;
 pub mod stop;
 mod sync;
 pub mod takeover;
+mod token_store;
 pub mod verify;
