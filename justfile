@@ -6,12 +6,18 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
+# The suites that start processes run inside `leave-nothing` (DOOR-6).
+test: check leave-nothing loom model fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
+
+# DOOR-6, nothing left behind: runs RECIPES with HOME and TMPDIR pointing at a fresh scratch area
+# (XDG_STATE_HOME unset) and fails if anything is left there (scripts/leave-nothing.sh).
+leave-nothing RECIPES="unit protocol-python verify-smoke conformance":
+    scripts/leave-nothing.sh just {{RECIPES}}
 
 # Unit and integration tests with real processes, sockets and signals.
 # (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)

@@ -31,6 +31,7 @@ pub mod notify;
 pub mod probe;
 pub mod profile;
 pub mod protocol;
+mod safe_text;
 pub mod server;
 pub mod status;
 pub mod stop;

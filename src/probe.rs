@@ -210,8 +210,9 @@ pub fn parse_health_reply(reply: &[u8]) -> Answer {
     }
     Answer::Gateway(HealthInfo {
         pid: json.get("pid").and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok()),
-        profile: json.get("profile").and_then(|v| v.as_str()).map(str::to_string),
-        version: json.get("version").and_then(|v| v.as_str()).map(str::to_string),
+        // Names reported by another process are shown escaped and cut (OPS-9).
+        profile: json.get("profile").and_then(|v| v.as_str()).map(crate::safe_text::name),
+        version: json.get("version").and_then(|v| v.as_str()).map(crate::safe_text::name),
         uptime_ms: json.get("uptimeMs").and_then(|v| v.as_u64()),
     })
 }
@@ -632,11 +633,11 @@ pub fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
     None
 }
 
-/// The command line of `pid`, arguments joined by spaces.
+/// The command line of `pid` for display: arguments joined by spaces, control characters
+/// escaped, cut at [`crate::safe_text::MAX_COMMAND_CHARS`] (OPS-9).
 pub fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    (!args.is_empty()).then(|| args.join(" "))
+    crate::safe_text::command_line(&raw)
 }
 
 /// Whether `pid` is stopped (`T`) according to `/proc/<pid>/stat`.
@@ -716,6 +717,16 @@ mod tests {
         assert!(matches!(parse_health_reply(b"HTTP/1.1 404 Not Found\r\n\r\n"), Answer::Other(w) if w.contains("404")));
         assert!(matches!(parse_health_reply(b"SSH-2.0-OpenSSH\r\n"), Answer::Other(_)));
         assert!(matches!(parse_health_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"ok\":false}"), Answer::Other(_)));
+    }
+
+    /// OPS-9: the names a holder reports are shown escaped and cut, never raw.
+    #[test]
+    fn ops9_reported_names_are_escaped() {
+        let body = "{\"ok\":true,\"status\":\"live\",\"profile\":\"a\\nholder: pid 1\",\"version\":\"\\u001b[2J\"}";
+        let reply = format!("HTTP/1.1 200 OK\r\n\r\n{body}");
+        let info = parse_health_reply(reply.as_bytes()).health().cloned().expect("a gateway");
+        assert_eq!(info.profile.as_deref(), Some("a\\nholder: pid 1"));
+        assert_eq!(info.version.as_deref(), Some("\\x1b[2J"));
     }
 
     /// OPS-1: the kernel's socket diagnostics report a real listener exactly as `/proc/net/tcp{,6}` does.

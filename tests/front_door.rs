@@ -55,7 +55,7 @@ fn door5_generated_token_is_stored_privately_and_never_logged() {
     let state = scratch.path();
     // Spawned by hand (not start_and_wait_ready) to log at the most verbose level.
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", &state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.env("XDG_STATE_HOME", state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let ready = read_line_with_deadline(&mut stdout, DEADLINE);
@@ -217,12 +217,12 @@ fn door5_refused_instance_leaves_the_token_file_alone() {
     let scratch = scratch_dir("refused");
     let state = scratch.path();
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", &state);
+    cmd.env("XDG_STATE_HOME", state);
     let gw = start_and_wait_ready(cmd);
     let path = state.join("gateway-lock").join("token");
     let before = std::fs::read_to_string(&path).unwrap();
     let mut second = gateway_cmd(&["--port", &gw.port().to_string()]);
-    second.env("XDG_STATE_HOME", &state);
+    second.env("XDG_STATE_HOME", state);
     let (code, out, err) = exit_of(second);
     assert_eq!(code, Some(5), "{err}");
     assert_eq!(out, "");

@@ -773,7 +773,7 @@ impl StateMachineTest for Operations {
 prop_state_machine! {
     #![proptest_config(config(DEFAULT_CASES, 400))]
 
-    /// OPS-3, OPS-4, OPS-5, OPS-6 (also LOCK-1, ERR-1, LOCK-3 on the way): random starts with and
+    /// OPS-3, OPS-4, OPS-5, OPS-6 (also LOCK-1, ERR-1, LOCK-3, DOOR-6 on the way): random starts with and
     /// without profiles sharing one state home, bursts of `--wait` processes, `stop`, `--replace`,
     /// signals (incl. `SIGSTOP`/`SIGCONT`) and foreign listeners against the reference model.
     #[test]
