@@ -322,7 +322,7 @@ fn run_scenarios(subject: &Subject, report: &mut Report) {
         }
     });
     report.check("SRV-3", &bad);
-    let after = http(port, b"GET /healthz HTTP/1.1\r\n\r\n").and_then(|r| {
+    let after = http(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").and_then(|r| {
         if r.starts_with("HTTP/1.1 200 ") {
             Ok("still serving".into())
         } else {
@@ -954,7 +954,7 @@ fn run_protocol_scenarios(subject: &Subject, token: &str, timer_args: &str, repo
         {
             return Err(format!("after SIGTERM the authenticated client got {shutdown}, want the shutdown event"));
         }
-        probe.write_all(b"Host: x\r\n\r\n").map_err(|e| e.to_string())?;
+        probe.write_all(b"Host: localhost\r\n\r\n").map_err(|e| e.to_string())?;
         let mut answer = String::new();
         let _ = probe.read_to_string(&mut answer);
         let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");

@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// other `Origin` get 403.
     #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// A host name (or address) requests may carry in `Host` besides loopback names and addresses
+    /// and the bound address (repeatable); any other gets 421.
+    #[arg(long = "allow-host", env = "GATEWAY_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST",
+          value_parser = crate::host_check::parse_allowed)]
+    pub allow_hosts: Vec<String>,
     /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
     #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = crate::protocol::DEFAULT_HANDSHAKE_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..=600_000), value_name = "MS")]

@@ -150,6 +150,7 @@ fn protocol_config(args: &RunArgs, token_config: &TokenConfig, profile_dir: Opti
         tick_interval: Duration::from_millis(args.tick_interval_ms),
         limits: Limits { max_connections: args.max_connections as usize, max_unauthenticated: args.max_unauthenticated as usize },
         allowed_origins: args.allow_origins.clone(),
+        allowed_hosts: args.allow_hosts.clone(),
         token: Some(token),
         token_source: Some(token_source),
         ..ServerConfig::default()

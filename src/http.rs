@@ -26,6 +26,10 @@ pub struct RequestHead {
     pub websocket_version: Option<String>,
     /// The `Origin` header, if any.
     pub origin: Option<String>,
+    /// Every `Host` header value, in order (DOOR-7).
+    pub hosts: Vec<String>,
+    /// The request is HTTP/1.1 (not 1.0), so `Host` is required.
+    pub http11: bool,
 }
 
 /// The outcome of feeding bytes to [`parse_head`].
@@ -80,7 +84,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
     }
     let target = req.path.unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
-    let mut head = RequestHead { method: req.method.unwrap_or("").to_string(), path, ..RequestHead::default() };
+    let mut head =
+        RequestHead { method: req.method.unwrap_or("").to_string(), path, http11: req.version == Some(1), ..RequestHead::default() };
     let (mut upgrade, mut connection_upgrade) = (false, false);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?.trim();
@@ -91,6 +96,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
             "sec-websocket-key" => head.websocket_key = Some(value.to_string()),
             "sec-websocket-version" => head.websocket_version = Some(value.to_string()),
             "origin" => head.origin = Some(value.to_string()),
+            "host" => head.hosts.push(value.to_string()),
             _ => {}
         }
     }
@@ -115,6 +121,8 @@ pub enum Status {
     MethodNotAllowed,
     /// 408
     RequestTimeout,
+    /// 421: the `Host` names no host this gateway serves (DOOR-7).
+    MisdirectedRequest,
     /// 426
     UpgradeRequired,
     /// 431
@@ -134,6 +142,7 @@ impl Status {
             Status::NotFound => (404, "Not Found"),
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
             Status::RequestTimeout => (408, "Request Timeout"),
+            Status::MisdirectedRequest => (421, "Misdirected Request"),
             Status::UpgradeRequired => (426, "Upgrade Required"),
             Status::HeaderFieldsTooLarge => (431, "Request Header Fields Too Large"),
             Status::ServiceUnavailable => (503, "Service Unavailable"),

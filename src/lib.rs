@@ -23,6 +23,7 @@ pub mod cli;
 pub mod frame_gate;
 pub mod front_door;
 pub mod gateway;
+mod host_check;
 pub mod http;
 pub mod lifecycle;
 pub mod lock;

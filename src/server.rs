@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Browser origins allowed to upgrade; an upgrade with any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
+    /// Host names served besides loopback names and addresses and the bound address (DOOR-7).
+    pub allowed_hosts: Vec<String>,
     /// The gateway token; `None` refuses every `connect`.
     pub token: Option<Token>,
     /// Where the token came from (reported by `config.get`, never the token itself).
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             tick_interval: Duration::from_millis(protocol::DEFAULT_TICK_INTERVAL_MS),
             limits: Limits::default(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             token: None,
             token_source: None,
         }
@@ -272,6 +275,11 @@ async fn serve_connection(mut stream: TcpStream, mut stop: watch::Receiver<bool>
         Ok(Err(HeadRead::Refused(status))) => return reply(&mut stream, &http::error_response(status)).await,
         Err(_elapsed) => return reply(&mut stream, &http::error_response(Status::RequestTimeout)).await,
     };
+    // DOOR-7: a request under a name this gateway does not serve (DNS rebinding) gets no answer.
+    if let Err(err) = crate::host_check::check(&head.hosts, head.http11, shared.info.addr.ip(), &shared.config.allowed_hosts) {
+        tracing::debug!("refused request: {err}");
+        return reply(&mut stream, &http::error_response(err.status())).await;
+    }
     match http::route(&head) {
         Route::Health { head_only } => {
             let body = health_body(&shared).to_string();
@@ -378,6 +386,7 @@ impl GatewayView for View<'_> {
             "protocol": protocol::PROTOCOL_VERSION,
             "auth": {"mode": "token", "source": config.token_source.as_ref().map(TokenSource::kind)},
             "allowedOrigins": config.allowed_origins,
+            "allowedHosts": config.allowed_hosts,
             "handshakeTimeoutMs": config.handshake_timeout.as_millis() as u64,
             "tickIntervalMs": config.tick_interval.as_millis() as u64,
             "headTimeoutMs": config.head_timeout.as_millis() as u64,

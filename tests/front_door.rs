@@ -299,3 +299,51 @@ fn door6_one_generated_token_per_profile_reused_across_restarts_and_ports() {
     );
     assert_eq!(files_below(&tmp), Vec::<String>::new(), "nothing written to the temporary directory");
 }
+
+/// The status code of the answer to a raw request.
+fn status_of_raw(addr: SocketAddr, request: &str) -> u16 {
+    let answer = http_raw(addr, request.as_bytes());
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{request:?} answered {answer:?}"))
+}
+
+/// DOOR-7: every HTTP request and upgrade is served only under a loopback name or address, the
+/// bound address, or an allowed name (`--allow-host`, `GATEWAY_ALLOW_HOSTS`); any other `Host` gets
+/// 421 and no health body; HTTP/1.1 without `Host` gets 400; the Origin check is unchanged.
+#[test]
+fn door7_requests_under_a_foreign_host_are_refused() {
+    let mut cmd = gateway_cmd(&["--port", "0", "--token", TEST_TOKEN, "--allow-host", "gw.example"]);
+    cmd.env("GATEWAY_ALLOW_HOSTS", "ignored.example");
+    let gw = start_and_wait_ready(cmd);
+    let port = gw.port();
+    let get = |host: &str| format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost".into(), format!("[::1]:{port}"), "GW.example:8443".into()]
+    {
+        assert_eq!(status_of_raw(gw.addr, &get(&host)), 200, "{host}");
+    }
+    for host in [format!("evil.example:{port}"), "ignored.example".into(), format!("localhost.evil.example:{port}"), "192.0.2.1".into()] {
+        let answer = http_raw(gw.addr, get(&host).as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 421 Misdirected Request\r\n"), "{host}: {answer}");
+        assert!(!answer.contains("pid") && !answer.contains("\"ok\""), "no health body under {host}: {answer}");
+    }
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.1\r\n\r\n"), 400, "HTTP/1.1 without Host");
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n"), 400, "two Hosts");
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 needs no Host");
+    let upgrade = |host: &str, origin: &str| {
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    };
+    assert_eq!(status_of_raw(gw.addr, &upgrade("evil.example", "")), 421, "an upgrade under a foreign Host");
+    assert_eq!(status_of_raw(gw.addr, &upgrade("localhost", "Origin: https://evil.example\r\n")), 403, "Origin still checked");
+    let mut stream = TcpStream::connect_timeout(&gw.addr, DEADLINE).unwrap();
+    stream.write_all(upgrade(&format!("127.0.0.1:{port}"), "").as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101", "an upgrade under the bound address");
+    // GATEWAY_ALLOW_HOSTS applies without the flag.
+    let mut cmd = gateway_cmd(&["--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_HOSTS", "a.example,b.example");
+    let gw = start_and_wait_ready(cmd);
+    assert_eq!(status_of_raw(gw.addr, &get("b.example")), 200);
+    assert_eq!(status_of_raw(gw.addr, &get("c.example")), 421);
+}
