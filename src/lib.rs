@@ -38,5 +38,6 @@ pub mod status;
 pub mod stop;
 mod sync;
 pub mod takeover;
+mod throttle;
 mod token_store;
 pub mod verify;
