@@ -445,6 +445,9 @@ async fn serve_websocket(
                 // Over tungstenite's limit, or over the gate's before `connect` succeeded.
                 Some(Err(WsError::Capacity(_))) => session.on_oversize(),
                 Some(Err(_)) if ws.get_ref().refused().is_some() => session.on_oversize(),
+                // RFC 6455 §8.1, §7.4.1: bad UTF-8 closes with 1007, protocol violations with 1002 (PROTO-16).
+                Some(Err(WsError::Utf8(_))) => violation(protocol::CLOSE_INVALID_DATA, protocol::REASON_INVALID_UTF8),
+                Some(Err(WsError::Protocol(_))) => violation(protocol::CLOSE_PROTOCOL, protocol::REASON_PROTOCOL_ERROR),
                 Some(Err(_)) | None => return,
             },
             () = tokio::time::sleep_until(handshake_deadline), if awaiting => session.on_handshake_timeout(),
@@ -544,4 +547,9 @@ fn authenticate(shared: &Shared, session: &mut Session, bytes: &[u8], view: &Vie
         );
     }
     outcome
+}
+
+/// The outcome of a WebSocket protocol violation (PROTO-16): close with `code` and `reason`.
+fn violation(code: u16, reason: &'static str) -> protocol::Outcome {
+    protocol::Outcome { frames: Vec::new(), close: Some(protocol::Close { code, reason }), authenticated: false }
 }

@@ -1,5 +1,5 @@
 //! Fuzzes the HTTP request path on the gateway port: `http::parse_head` on arbitrary bytes, then
-//! `http::route` and the response builders (SRV-3: bad HTTP gets a status, never a panic).
+//! `http::route` and the response builders (SRV-3: bad HTTP gets a status, never a panic; PROTO-15: only a valid key is upgraded).
 #![no_main]
 
 use gateway_lock::http::{self, parse_head, route, Parsed, Route, Status, MAX_HEAD_BYTES};
@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
                 Route::Upgrade { accept_key } => {
                     assert_eq!(accept_key.len(), 28, "Sec-WebSocket-Accept is base64 of a SHA-1");
                     assert!(head.wants_websocket && head.path == "/");
+                    // PROTO-15: only the base64 of 16 bytes is upgraded.
+                    assert!(head.websocket_key.as_deref().is_some_and(http::valid_websocket_key));
                     http::upgrade_response(&accept_key)
                 }
                 Route::Health { head_only } | Route::Ready { head_only } => {
