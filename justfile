@@ -66,6 +66,12 @@ fuzz target seconds="60": fuzz-tool
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" {{target}} \
         target/corpus/{{target}} corpus/{{target}} -- -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
+# FUZZ-2: every fuzz target for SECONDS each (default 600) with a kept corpus (FUZZ_CORPUS, default
+# fuzz/kept-corpus), then a table of executions and coverage (scripts/fuzz-long.sh; docs/README-testing.md).
+# Extra arguments name targets, e.g. `just fuzz-long 120 http_head`.
+fuzz-long seconds="600" *TARGETS: fuzz-tool
+    scripts/fuzz-long.sh {{seconds}} {{TARGETS}}
+
 # A short run of every fuzz target (part of `just test`).
 fuzz-smoke seconds="15": fuzz-tool
     cd fuzz && cargo fmt --check
