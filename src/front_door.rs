@@ -148,7 +148,7 @@ pub fn check_bind(host: IpAddr, token: &TokenConfig) -> Result<(), Unauthenticat
 }
 
 /// Puts the configured token in force (after the bind): reads the file, or reuses the token
-/// stored for this profile ([`crate::token_store`]; `profile_dir` is the profile's state
+/// stored for this profile (DOOR-6; `profile_dir` is the profile's state
 /// directory), generating and storing one (mode 0600) the first time.
 pub fn resolve_token(config: &TokenConfig, profile_dir: Option<&Path>) -> Result<(Token, TokenSource), TokenError> {
     match config {

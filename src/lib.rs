@@ -14,6 +14,9 @@
 //! - [`front_door`]: the gateway token, non-loopback refusal, Origin allow-list, connection limits.
 //! - [`protocol`]: the gateway protocol, free of I/O: frames, handshake state machine, methods.
 //! - [`frame_gate`]: refusing an unauthenticated client's oversize frame from its header (PROTO-7).
+//! - Issue 12 (private): `host_check` (the `Host` check, DOOR-7), `throttle` (failed authentication,
+//!   DOOR-8), `token_store` (one generated token per profile, DOOR-6), `safe_text` (another process's
+//!   text escaped and cut, OPS-9).
 //! - Operations (issue 4): [`probe`] (who holds a port), [`status`], [`stop`], [`takeover`]
 //!   (`--wait`, `--replace`), [`profile`] (profiles and their state directories), [`notify`]
 //!   (service-manager readiness).

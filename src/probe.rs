@@ -634,7 +634,7 @@ pub fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
 }
 
 /// The command line of `pid` for display: arguments joined by spaces, control characters
-/// escaped, cut at [`crate::safe_text::MAX_COMMAND_CHARS`] (OPS-9).
+/// escaped, cut after 512 characters (OPS-9).
 pub fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     crate::safe_text::command_line(&raw)
