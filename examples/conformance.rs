@@ -162,7 +162,8 @@ impl Subject {
             .arg("-c")
             .arg(format!("exec {command}"))
             .process_group(0)
-            .env("XDG_STATE_HOME", &self.state)
+            // Nothing left behind (DOOR-6): the subject's whole world is the scratch directory.
+            .envs(["XDG_STATE_HOME", "HOME", "TMPDIR"].map(|var| (var, &self.state)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1315,6 +1316,7 @@ fn main() {
             .collect();
     say!("claims beyond the lock: {}\n", if claimed.is_empty() { "none".to_string() } else { claimed.join(", ") });
     let state = std::env::temp_dir().join(format!("gateway-conformance-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&state);
     let subject = Subject { template, token: claims.token.clone(), state };
     let mut report = Report::default();
     run_scenarios(&subject, &mut report);

@@ -598,7 +598,8 @@ impl Proc {
         let mut child = Command::new(exe)
             .args(["run", "--host", "127.0.0.1", "--port", &port.to_string()])
             .env("GATEWAY_LOG", "warn")
-            .env("XDG_STATE_HOME", state_dir)
+            // Nothing left behind (DOOR-6): the gateway's whole world is the private directory.
+            .envs(["XDG_STATE_HOME", "HOME", "TMPDIR"].map(|var| (var, state_dir)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
