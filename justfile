@@ -18,7 +18,8 @@ check:
 
 # DOOR-6, nothing left behind: runs RECIPES with HOME and TMPDIR pointing at a fresh scratch area
 # (XDG_STATE_HOME unset) and fails if anything is left there (scripts/leave-nothing.sh).
-leave-nothing RECIPES="unit protocol-python verify-smoke conformance port-node":
+# `conformance` comes last: it takes arguments, and would read a recipe name after it as its template.
+leave-nothing RECIPES="unit protocol-python verify-smoke port-node conformance":
     scripts/leave-nothing.sh just {{RECIPES}}
 
 # Unit and integration tests with real processes, sockets and signals (the conformance runner's
