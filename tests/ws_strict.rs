@@ -129,12 +129,16 @@ fn proto16_text_that_is_not_utf8_closes_1007() {
 /// PROTO-16: protocol violations close with 1002 and a close frame, before and after
 /// authentication: an unmasked client frame, RSV bits without an extension, an unknown opcode,
 /// a fragmented or oversize control frame, a continuation without a message, a data frame
-/// inside a fragmented message.
+/// inside a fragmented message, a close frame with a 1-byte payload or a code a client may not
+/// send ("WebSocket framing" in `spec/protocol.md`).
 #[test]
 fn proto16_protocol_violations_close_1002() {
     let gw = start_gateway_with_token(&[]);
-    let violations: [(&str, Vec<u8>); 8] = [
+    let violations: [(&str, Vec<u8>); 11] = [
         ("continuation without a message", frame(0x80, b"{}", MASK)),
+        ("close with a 1-byte payload", frame(0x88, b"\x03", MASK)),
+        ("close with code 1005 (never sent)", frame(0x88, &1005u16.to_be_bytes(), MASK)),
+        ("close with code 999", frame(0x88, &999u16.to_be_bytes(), MASK)),
         ("data frame inside a fragmented message", [frame(0x01, b"{", MASK), frame(0x81, b"}", MASK)].concat()),
         ("oversize ping", frame(0x89, &[b'p'; 126], MASK)),
         ("unmasked", frame(0x81, b"{}", None)),
