@@ -6,7 +6,9 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model verify-smoke conformance port-node fuzz-smoke
+# The suites that start processes (unit, with the conformance mutants; protocol-python; verify-smoke;
+# conformance; port-node) run inside `leave-nothing` (DOOR-6).
+test: check leave-nothing loom model fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
@@ -14,8 +16,14 @@ check:
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
-# Unit and integration tests with real processes, sockets and signals; the library's doctests
-# (`--all-targets` leaves them out).
+# DOOR-6, nothing left behind: runs RECIPES with HOME and TMPDIR pointing at a fresh scratch area
+# (XDG_STATE_HOME unset) and fails if anything is left there (scripts/leave-nothing.sh).
+# `conformance` comes last: it takes arguments, and would read a recipe name after it as its template.
+leave-nothing RECIPES="unit protocol-python verify-smoke port-node conformance":
+    scripts/leave-nothing.sh just {{RECIPES}}
+
+# Unit and integration tests with real processes, sockets and signals (the conformance runner's
+# mutants too); the library's doctests (`--all-targets` leaves them out).
 # (The test-only helper `examples/crash_helper` is built first: tests spawn it as a real process.)
 unit:
     cargo build --examples
@@ -62,6 +70,12 @@ fuzz target seconds="60": fuzz-tool
     mkdir -p fuzz/target/corpus/{{target}}
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" {{target}} \
         target/corpus/{{target}} corpus/{{target}} -- -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+# FUZZ-2: every fuzz target for SECONDS each (default 600) with a kept corpus (FUZZ_CORPUS, default
+# fuzz/kept-corpus), then a table of executions and coverage (scripts/fuzz-long.sh; docs/README-testing.md).
+# Extra arguments name targets, e.g. `just fuzz-long 120 http_head`.
+fuzz-long seconds="600" *TARGETS: fuzz-tool
+    scripts/fuzz-long.sh {{seconds}} {{TARGETS}}
 
 # A short run of every fuzz target (part of `just test`).
 fuzz-smoke seconds="15": fuzz-tool

@@ -52,10 +52,7 @@ impl Target {
     fn command(&self, port: u16) -> Command {
         let mut cmd = Command::new(&self.exe);
         if self.gateway {
-            cmd.args(["run", "--port", &port.to_string()])
-                .args(&self.extra)
-                .env("GATEWAY_LOG", "warn")
-                .env("XDG_STATE_HOME", std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id())));
+            cmd.args(["run", "--port", &port.to_string()]).args(&self.extra).env("GATEWAY_LOG", "warn");
         } else {
             cmd.arg(port.to_string());
         }
@@ -411,6 +408,12 @@ fn main() {
         return;
     }
     raise_nofile();
+    // DOOR-6 (nothing left behind): every process started here gets a scratch HOME, XDG_STATE_HOME
+    // and TMPDIR, removed at the end.
+    let scratch = tempfile::Builder::new().prefix("gateway-bench-").tempdir().expect("scratch directory");
+    for var in ["HOME", "XDG_STATE_HOME", "TMPDIR"] {
+        std::env::set_var(var, scratch.path());
+    }
     let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(40).max(2);
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();

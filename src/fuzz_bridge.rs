@@ -3,7 +3,7 @@
 //! that the internals stay private and no public API exists for the fuzzer's sake.
 
 /// `http_head` (SRV-3): `parse_head` on arbitrary bytes, then `route` and the response
-/// builders: bad HTTP gets a status, never a panic.
+/// builders: bad HTTP gets a status, never a panic; PROTO-15: only a valid key is upgraded.
 pub fn http_head(data: &[u8]) {
     use crate::http::{self, parse_head, route, Parsed, Route, Status, MAX_HEAD_BYTES};
 
@@ -20,6 +20,8 @@ pub fn http_head(data: &[u8]) {
                 Route::Upgrade { accept_key } => {
                     assert_eq!(accept_key.len(), 28, "Sec-WebSocket-Accept is base64 of a SHA-1");
                     assert!(head.wants_websocket && head.path == "/");
+                    // PROTO-15: only the base64 of 16 bytes is upgraded.
+                    assert!(head.websocket_key.as_deref().is_some_and(http::valid_websocket_key));
                     http::upgrade_response(&accept_key)
                 }
                 Route::Health { head_only } | Route::Ready { head_only } => {

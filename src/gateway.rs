@@ -25,6 +25,9 @@ pub struct RunSettings {
     pub token: TokenConfig,
     /// Browser origins allowed to open WebSocket connections.
     pub allowed_origins: Vec<String>,
+    /// Host names (or addresses) a request's `Host` may name besides loopback names and
+    /// addresses and the bound address (DOOR-7); any other gets 421.
+    pub allowed_hosts: Vec<String>,
     /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
     pub handshake_timeout: Duration,
     /// Interval of the `tick` event sent to authenticated clients.
@@ -38,12 +41,13 @@ pub struct RunSettings {
 }
 
 impl Default for RunSettings {
-    /// `127.0.0.1:18789`, a generated token, no browser origins, the protocol's default timings.
+    /// `127.0.0.1:18789`, a generated token, no browser origins, no extra hosts, the protocol's default timings.
     fn default() -> Self {
         RunSettings {
             addr: SocketAddr::new(DEFAULT_HOST, DEFAULT_PORT),
             token: TokenConfig::None,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             handshake_timeout: Duration::from_millis(protocol::DEFAULT_HANDSHAKE_TIMEOUT_MS),
             tick_interval: Duration::from_millis(protocol::DEFAULT_TICK_INTERVAL_MS),
             limits: Limits::default(),
@@ -68,6 +72,8 @@ pub enum RunEvent<'a> {
     Refused(&'a GatewayLockError),
     /// No token was given: one was generated and stored in this file (never the token itself).
     TokenGenerated(&'a Path),
+    /// No token was given: the one an earlier start stored in this file is used again (DOOR-6).
+    TokenStored(&'a Path),
     /// The lock is held and the signal handlers are in place: announce `listening on URL`
     /// ([`ready_line`]) now. The service manager is told right after.
     Ready(SocketAddr),
@@ -140,7 +146,7 @@ pub fn run(settings: &RunSettings, mut on_event: impl FnMut(RunEvent<'_>)) -> Re
     }
 
     // 1c. The token in force and the protocol's settings (issue 6, DOOR-5).
-    let config = protocol_config(settings, addr.port(), &mut on_event)?;
+    let config = protocol_config(settings, state_dir.as_ref().map(|d| d.path.as_path()), &mut on_event)?;
 
     // 2. A single-threaded runtime: the gateway's work is tiny, and one thread starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(RunError::Runtime)?;
@@ -208,18 +214,25 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// The token in force (DOOR-5: read `--token-file`, or generate one and store it privately,
-/// telling where — never the token itself) and the protocol's settings. Called only once the
-/// port is held.
-fn protocol_config(settings: &RunSettings, port: u16, on_event: &mut impl FnMut(RunEvent<'_>)) -> Result<ServerConfig, RunError> {
-    let (token, token_source) = front_door::resolve_token(&settings.token, port)?;
-    if let TokenSource::Generated(path) = &token_source {
-        on_event(RunEvent::TokenGenerated(path));
+/// telling where — never the token itself; DOOR-6: one per profile, `profile_dir` is the
+/// profile's state directory) and the protocol's settings. Called only once the port is held.
+fn protocol_config(
+    settings: &RunSettings,
+    profile_dir: Option<&Path>,
+    on_event: &mut impl FnMut(RunEvent<'_>),
+) -> Result<ServerConfig, RunError> {
+    let (token, token_source) = front_door::resolve_token(&settings.token, profile_dir)?;
+    match &token_source {
+        TokenSource::Generated(path) => on_event(RunEvent::TokenGenerated(path)),
+        TokenSource::Stored(path) => on_event(RunEvent::TokenStored(path)),
+        TokenSource::Value | TokenSource::File(_) => {}
     }
     Ok(ServerConfig {
         handshake_timeout: settings.handshake_timeout,
         tick_interval: settings.tick_interval,
         limits: settings.limits,
         allowed_origins: settings.allowed_origins.clone(),
+        allowed_hosts: settings.allowed_hosts.clone(),
         token: Some(token),
         token_source: Some(token_source),
         ..ServerConfig::default()

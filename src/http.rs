@@ -26,6 +26,10 @@ pub(crate) struct RequestHead {
     pub websocket_version: Option<String>,
     /// The `Origin` header, if any.
     pub origin: Option<String>,
+    /// Every `Host` header value, in order (DOOR-7).
+    pub hosts: Vec<String>,
+    /// The request is HTTP/1.1 (not 1.0), so `Host` is required.
+    pub http11: bool,
 }
 
 /// The outcome of feeding bytes to [`parse_head`].
@@ -80,7 +84,8 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
     }
     let target = req.path.unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
-    let mut head = RequestHead { method: req.method.unwrap_or("").to_string(), path, ..RequestHead::default() };
+    let mut head =
+        RequestHead { method: req.method.unwrap_or("").to_string(), path, http11: req.version == Some(1), ..RequestHead::default() };
     let (mut upgrade, mut connection_upgrade) = (false, false);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?.trim();
@@ -91,6 +96,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
             "sec-websocket-key" => head.websocket_key = Some(value.to_string()),
             "sec-websocket-version" => head.websocket_version = Some(value.to_string()),
             "origin" => head.origin = Some(value.to_string()),
+            "host" => head.hosts.push(value.to_string()),
             _ => {}
         }
     }
@@ -116,6 +122,8 @@ pub(crate) enum Status {
     MethodNotAllowed,
     /// 408
     RequestTimeout,
+    /// 421: the `Host` names no host this gateway serves (DOOR-7).
+    MisdirectedRequest,
     /// 426
     UpgradeRequired,
     /// 431
@@ -135,6 +143,7 @@ impl Status {
             Status::NotFound => (404, "Not Found"),
             Status::MethodNotAllowed => (405, "Method Not Allowed"),
             Status::RequestTimeout => (408, "Request Timeout"),
+            Status::MisdirectedRequest => (421, "Misdirected Request"),
             Status::UpgradeRequired => (426, "Upgrade Required"),
             Status::HeaderFieldsTooLarge => (431, "Request Header Fields Too Large"),
             Status::ServiceUnavailable => (503, "Service Unavailable"),
@@ -182,11 +191,18 @@ pub(crate) fn route(head: &RequestHead) -> Route {
         "/" if method != "GET" => Route::Error(Status::MethodNotAllowed),
         "/" if !head.wants_websocket => Route::Error(Status::UpgradeRequired),
         "/" => match (&head.websocket_key, head.websocket_version.as_deref()) {
-            (Some(key), Some("13")) if !key.is_empty() => Route::Upgrade { accept_key: derive_accept_key(key.as_bytes()) },
+            (Some(key), Some("13")) if valid_websocket_key(key) => Route::Upgrade { accept_key: derive_accept_key(key.as_bytes()) },
             _ => Route::Error(Status::BadRequest),
         },
         _ => Route::Error(Status::NotFound),
     }
+}
+
+/// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 §4.1 requires: the base64 of 16 bytes,
+/// which is 22 characters of the base64 alphabet and `==` (PROTO-15).
+pub(crate) fn valid_websocket_key(key: &str) -> bool {
+    let Some(chars) = key.strip_suffix("==") else { return false };
+    chars.len() == 22 && chars.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// The status and JSON body of a readiness probe: 200 `{"ok":true,"status":"ready"}` while
@@ -251,6 +267,47 @@ mod tests {
         assert_eq!(route(&parse("GET / HTTP/1.1\r\n\r\n")), Route::Error(Status::UpgradeRequired));
         let up = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         assert_eq!(route(&parse(up)), Route::Upgrade { accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into() });
+    }
+
+    /// PROTO-15: only the base64 of 16 bytes is a `Sec-WebSocket-Key`; anything else gets 400.
+    #[test]
+    fn proto15_websocket_key_must_be_16_bytes_of_base64() {
+        assert!(valid_websocket_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_websocket_key("AAAAAAAAAAAAAAAAAAAA+/=="));
+        for bad in [
+            "",
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZXh4eA==",
+            "dGhlIHNhbXBsZSBub25jZ!==",
+            "dGhlIHNhbXBsZSBub25jZQ=a",
+        ] {
+            assert!(!valid_websocket_key(bad), "{bad:?}");
+            let up = format!("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {bad}\r\nSec-WebSocket-Version: 13\r\n\r\n");
+            assert_eq!(route(&parse(&up)), Route::Error(Status::BadRequest), "{bad:?}");
+        }
+    }
+
+    /// Standard base64 with padding (for the test below).
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// PROTO-15: the base64 of any 16 bytes is a key; of any other length it is not.
+        #[test]
+        fn proto15_keys_are_exactly_16_bytes_of_base64(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            proptest::prop_assert_eq!(valid_websocket_key(&base64(&bytes)), bytes.len() == 16, "{}", base64(&bytes));
+        }
     }
 
     /// PROTO-13: readiness is 200 while serving, 503 while shutting down.

@@ -51,11 +51,14 @@
 //! - `lifecycle`: serving → draining → released, free of I/O (checked by loom and proptest).
 //! - `server`: HTTP and WebSocket on the held listener; `http`, `protocol`, `front_door`,
 //!   `frame_gate`: the request heads, the gateway protocol, the token/Origin/limits, the frame
-//!   gate, all free of I/O.
+//!   gate, all free of I/O; `host_check` (the `Host` check, DOOR-7), `throttle` (failed
+//!   authentication, DOOR-8), `token_store` (one generated token per profile, DOOR-6), also free
+//!   of I/O but for the token file itself.
 //! - `gateway`: the `run` sequence; `profile`: profiles and their state directories; `notify`:
 //!   service-manager readiness.
 //! - `holder`: who holds a port (kernel socket table and `/proc` on Linux, the health client,
-//!   the port watch); `stop` sits on top of it, `takeover` on top of both.
+//!   the port watch); `stop` sits on top of it, `takeover` on top of both; `safe_text`: text
+//!   another process chose (its command line, the names it reports), escaped and cut (OPS-9).
 
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
@@ -64,16 +67,20 @@ mod frame_gate;
 mod front_door;
 mod gateway;
 mod holder;
+mod host_check;
 mod http;
 mod lifecycle;
 mod lock;
 mod notify;
 mod profile;
 mod protocol;
+mod safe_text;
 mod server;
 mod stop;
 mod sync;
 mod takeover;
+mod throttle;
+mod token_store;
 
 #[cfg(fuzzing)]
 pub mod fuzz_bridge;
@@ -83,6 +90,7 @@ pub use gateway::{ready_line, run, RunError, RunEvent, RunSettings};
 pub use holder::{
     check_ephemeral_range as ephemeral_port_warning, find_owner, lookup, status, Answer, HealthInfo, Holder, HolderKind, Owner, Process,
 };
+pub use host_check::{parse_allowed as parse_allowed_host, AllowedHostError};
 pub use lock::{bind, parse_host, GatewayLockError, HostError, WsUrl, DEFAULT_HOST, DEFAULT_PORT};
 pub use profile::{
     default_port as profile_port, lock_dir as lock_state_dir, parse_profile_name, ProfileNameError, StateDir, StateDirError,

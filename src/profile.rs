@@ -24,7 +24,7 @@ pub(crate) const PROFILE_PORT_SPAN: u16 = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileNameError {
     /// Empty, too long, or with characters outside `A-Z a-z 0-9 . _ -`, or starting with `.`.
-    #[error("profile name must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with '.', not `{0}`")]
+    #[error("profile name must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with '.' nor be `token`, not `{0}`")]
     Invalid(String),
 }
 
@@ -33,6 +33,8 @@ pub fn parse_profile_name(name: &str) -> Result<String, ProfileNameError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
+        // `gateway-lock/token` is the token file of gateways without a profile (DOOR-6).
+        && name != crate::token_store::TOKEN_FILE_NAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(name.to_string())
@@ -146,7 +148,7 @@ mod tests {
         assert_eq!(state_dir_from("w", Some("/x"), Some("/h")), Some(PathBuf::from("/x/gateway-lock/w")));
         assert_eq!(state_dir_from("w", Some("rel"), Some("/h")), Some(PathBuf::from("/h/.local/state/gateway-lock/w")));
         assert_eq!(state_dir_from("w", None, None), None);
-        for bad in ["", ".", "..", "a/b", ".hidden", "x y", &"a".repeat(65)] {
+        for bad in ["", ".", "..", "token", "a/b", ".hidden", "x y", &"a".repeat(65)] {
             assert!(parse_profile_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_profile_name("work-2.test_x"), Ok("work-2.test_x".into()));
@@ -166,6 +168,7 @@ mod tests {
     proptest! {
         #[test]
         fn ops6_every_valid_name_has_a_port_in_range(name in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}") {
+            prop_assume!(name != "token");
             prop_assert!(parse_profile_name(&name).is_ok());
             let port = default_port(&name);
             prop_assert!((PROFILE_PORT_BASE..PROFILE_PORT_BASE + PROFILE_PORT_SPAN).contains(&port));

@@ -32,6 +32,8 @@ pub(crate) const CLOSE_POLICY: u16 = 1008;
 pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code: message too big.
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: a text frame that is not UTF-8 (PROTO-16).
+pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code: the gateway is shutting down (same as [`crate::server::SHUTDOWN_CLOSE_CODE`]).
 pub(crate) const CLOSE_SERVICE_RESTART: u16 = 1012;
 
@@ -47,6 +49,11 @@ pub(crate) const REASON_UNAUTHORIZED: &str = "unauthorized";
 pub(crate) const REASON_HANDSHAKE_TIMEOUT: &str = "handshake timeout";
 /// Close reason for a frame over the limit.
 pub(crate) const REASON_TOO_BIG: &str = "frame too large";
+/// Close reason for a text frame that is not UTF-8 (PROTO-16).
+pub(crate) const REASON_INVALID_UTF8: &str = "invalid UTF-8";
+/// Close reason for a violation of the WebSocket protocol (PROTO-16): an unmasked client frame, RSV
+/// bits, an unknown opcode, a fragmented or oversize control frame.
+pub(crate) const REASON_PROTOCOL_ERROR: &str = "protocol error";
 /// Close reason on shutdown.
 pub(crate) const REASON_SERVICE_RESTART: &str = "service restart";
 /// The `reason` of the `shutdown` event.

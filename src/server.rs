@@ -33,6 +33,7 @@ use crate::http::{self, Parsed, Route, Status};
 use crate::lifecycle::{ConnectionGuard, Lifecycle, Phase, Release};
 use crate::lock::WsUrl;
 use crate::protocol::{self, GatewayView, LockView, Presence, Session};
+use crate::throttle::Throttle;
 
 /// The close code every WebSocket client gets on shutdown (1012, "service restart").
 pub const SHUTDOWN_CLOSE_CODE: u16 = 1012;
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Browser origins allowed to upgrade; an upgrade with any other `Origin` gets 403.
     pub allowed_origins: Vec<String>,
+    /// Host names served besides loopback names and addresses and the bound address (DOOR-7).
+    pub allowed_hosts: Vec<String>,
     /// The gateway token; `None` refuses every `connect`.
     pub token: Option<Token>,
     /// Where the token came from (reported by `config.get`, never the token itself).
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             tick_interval: Duration::from_millis(protocol::DEFAULT_TICK_INTERVAL_MS),
             limits: Limits::default(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             token: None,
             token_source: None,
         }
@@ -129,6 +133,8 @@ struct Shared {
     admission: Mutex<Admission<Arc<Notify>>>,
     /// Authenticated WebSocket clients by connection id.
     clients: Mutex<BTreeMap<String, Presence>>,
+    /// Failed authentication, counted for every client alike (DOOR-8).
+    throttle: Mutex<Throttle>,
 }
 
 /// One admitted connection's place in the front door's books; freed on drop.
@@ -153,8 +159,15 @@ pub async fn run(listener: TcpListener, info: GatewayInfo, config: ServerConfig,
     let drained = Arc::new(Notify::new());
     let wake = Arc::clone(&drained);
     let admission = Mutex::new(Admission::new(config.limits));
-    let shared =
-        Arc::new(Shared { info, config, lifecycle: Lifecycle::new(move || wake.notify_one()), admission, clients: Mutex::default() });
+    let throttle = Mutex::new(Throttle::new(Instant::now()));
+    let shared = Arc::new(Shared {
+        info,
+        config,
+        lifecycle: Lifecycle::new(move || wake.notify_one()),
+        admission,
+        clients: Mutex::default(),
+        throttle,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -272,6 +285,11 @@ async fn serve_connection(mut stream: TcpStream, mut stop: watch::Receiver<bool>
         Ok(Err(HeadRead::Refused(status))) => return reply(&mut stream, &http::error_response(status)).await,
         Err(_elapsed) => return reply(&mut stream, &http::error_response(Status::RequestTimeout)).await,
     };
+    // DOOR-7: a request under a name this gateway does not serve (DNS rebinding) gets no answer.
+    if let Err(err) = crate::host_check::check(&head.hosts, head.http11, shared.info.addr.ip(), &shared.config.allowed_hosts) {
+        tracing::debug!("refused request: {err}");
+        return reply(&mut stream, &http::error_response(err.status())).await;
+    }
     match http::route(&head) {
         Route::Health { head_only } => {
             let body = health_body(&shared).to_string();
@@ -378,6 +396,7 @@ impl GatewayView for View<'_> {
             "protocol": protocol::PROTOCOL_VERSION,
             "auth": {"mode": "token", "source": config.token_source.as_ref().map(TokenSource::kind)},
             "allowedOrigins": config.allowed_origins,
+            "allowedHosts": config.allowed_hosts,
             "handshakeTimeoutMs": config.handshake_timeout.as_millis() as u64,
             "tickIntervalMs": config.tick_interval.as_millis() as u64,
             "headTimeoutMs": config.head_timeout.as_millis() as u64,
@@ -413,8 +432,12 @@ async fn serve_websocket(
     let evicted = Arc::clone(&slot.evicted);
     loop {
         let awaiting = session.phase() == protocol::Phase::AwaitingConnect;
+        // The first frame of an unauthenticated client waits for its turn (DOOR-8).
+        let mut first: Option<Vec<u8>> = None;
         let outcome = tokio::select! {
             message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) if awaiting => { first = Some(text.as_bytes().to_vec()); protocol::Outcome::default() }
+                Some(Ok(Message::Binary(bytes))) if awaiting => { first = Some(bytes.to_vec()); protocol::Outcome::default() }
                 Some(Ok(Message::Text(text))) => session.on_frame(text.as_bytes(), &view),
                 Some(Ok(Message::Binary(bytes))) => session.on_frame(&bytes, &view),
                 // Pings are answered by tungstenite; a client's close is answered by it too.
@@ -422,12 +445,24 @@ async fn serve_websocket(
                 // Over tungstenite's limit, or over the gate's before `connect` succeeded.
                 Some(Err(WsError::Capacity(_))) => session.on_oversize(),
                 Some(Err(_)) if ws.get_ref().refused().is_some() => session.on_oversize(),
+                // RFC 6455 §8.1, §7.4.1: bad UTF-8 closes with 1007, protocol violations with 1002 (PROTO-16).
+                Some(Err(WsError::Utf8(_))) => violation(protocol::CLOSE_INVALID_DATA, protocol::REASON_INVALID_UTF8),
+                Some(Err(WsError::Protocol(_))) => violation(protocol::CLOSE_PROTOCOL, protocol::REASON_PROTOCOL_ERROR),
                 Some(Err(_)) | None => return,
             },
             () = tokio::time::sleep_until(handshake_deadline), if awaiting => session.on_handshake_timeout(),
             _ = tick.tick(), if !awaiting => session.on_tick(now_ms()),
             _ = stop.wait_for(|stopping| *stopping) => session.on_shutdown(),
             () = evicted.notified(), if awaiting => return,
+        };
+        let outcome = match first {
+            Some(bytes) => match wait_turn(shared, &mut stop, &evicted, handshake_deadline).await {
+                Turn::Go => authenticate(shared, &mut session, &bytes, &view),
+                Turn::Shutdown => session.on_shutdown(),
+                Turn::Timeout => session.on_handshake_timeout(),
+                Turn::Evicted => return,
+            },
+            None => outcome,
         };
         if outcome.authenticated {
             tracing::debug!(conn = %conn_id, client = ?session.presence().map(|p| &p.client.id), "client authenticated");
@@ -470,4 +505,51 @@ async fn serve_websocket(
             return;
         }
     }
+}
+
+/// What ended an unauthenticated client's wait for its turn (DOOR-8).
+enum Turn {
+    /// Its turn came: look at its frame.
+    Go,
+    /// Shutdown began meanwhile.
+    Shutdown,
+    /// The handshake timeout passed meanwhile.
+    Timeout,
+    /// It was evicted to make room (DOOR-4).
+    Evicted,
+}
+
+/// Waits for the throttle's turn of an unauthenticated client's first frame (no wait unless failed
+/// authentication engaged it), still ending at shutdown, the handshake deadline or eviction.
+async fn wait_turn(shared: &Shared, stop: &mut watch::Receiver<bool>, evicted: &Notify, deadline: tokio::time::Instant) -> Turn {
+    let wait = shared.throttle.lock().unwrap().turn(Instant::now());
+    if wait.is_zero() {
+        return Turn::Go;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => Turn::Go,
+        _ = stop.wait_for(|stopping| *stopping) => Turn::Shutdown,
+        () = tokio::time::sleep_until(deadline) => Turn::Timeout,
+        () = evicted.notified() => Turn::Evicted,
+    }
+}
+
+/// Hands an unauthenticated client's frame to its session and counts a failed `connect` (a
+/// missing or wrong token) with the throttle, logging once per window when it is engaged.
+fn authenticate(shared: &Shared, session: &mut Session, bytes: &[u8], view: &View<'_>) -> protocol::Outcome {
+    let outcome = session.on_frame(bytes, view);
+    let failed = outcome.close.as_ref().is_some_and(|close| close.reason == protocol::REASON_UNAUTHORIZED);
+    if let Some(engaged) = shared.throttle.lock().unwrap().record(Instant::now(), failed) {
+        tracing::warn!(
+            "authentication throttled: {} failed connect(s) since the last notice; further attempts wait their turn, {} ms apart",
+            engaged.failures,
+            crate::throttle::SPACING.as_millis()
+        );
+    }
+    outcome
+}
+
+/// The outcome of a WebSocket protocol violation (PROTO-16): close with `code` and `reason`.
+fn violation(code: u16, reason: &'static str) -> protocol::Outcome {
+    protocol::Outcome { frames: Vec::new(), close: Some(protocol::Close { code, reason }), authenticated: false }
 }

@@ -72,6 +72,7 @@ fn cli4_closed_stdout_is_never_a_panic() {
     // `run`: the ready line cannot be written; the port is held and served all the same.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = gateway_cmd(&["run", "--port", &port.to_string()]);
+    let _scratch = scratch_env(&mut cmd);
     let mut child = cmd.stdin(std::process::Stdio::null()).stdout(closed_stdout()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let end = std::time::Instant::now() + DEADLINE;

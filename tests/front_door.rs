@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -13,12 +12,9 @@ use common::*;
 use nix::sys::signal::Signal;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A fresh, empty directory for this test's state.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-lock-door-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty directory for this test's state (removed when dropped, also on failure).
+fn scratch_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("gateway-lock-door-{name}-")).tempdir().unwrap()
 }
 
 /// A `gateway run` command with no token anywhere in its environment.
@@ -33,6 +29,7 @@ fn gateway_cmd(args: &[&str]) -> Command {
 
 /// Runs `cmd` to its exit (bounded): (exit code, stdout, stderr).
 fn exit_of(mut cmd: Command) -> (Option<i32>, String, String) {
+    let _scratch = scratch_env(&mut cmd);
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let status = wait_with_deadline(&mut child, DEADLINE).expect("gateway did not exit before the deadline");
     let (mut out, mut err) = (String::new(), String::new());
@@ -54,16 +51,17 @@ fn token_accepted(addr: SocketAddr, token: &str) -> bool {
 /// it is the only token accepted.
 #[test]
 fn door5_generated_token_is_stored_privately_and_never_logged() {
-    let state = scratch_dir("generated");
+    let scratch = scratch_dir("generated");
+    let state = scratch.path();
     // Spawned by hand (not start_and_wait_ready) to log at the most verbose level.
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", &state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    cmd.env("XDG_STATE_HOME", state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let ready = read_line_with_deadline(&mut stdout, DEADLINE);
     let addr: SocketAddr = ready.trim_end().strip_prefix("listening on ws://").expect("ready line").parse().unwrap();
-    let mut gw = Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout };
-    let path = state.join("gateway-lock").join(format!("token-{}", gw.port()));
+    let mut gw = Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None };
+    let path = state.join("gateway-lock").join("token");
     let mut stderr = BufReader::new(gw.stderr.take().unwrap());
     let line = read_line_with_deadline(&mut stderr, DEADLINE);
     assert_eq!(line, format!("gateway: no token given; generated one and stored it in {} (mode 0600)\n", path.display()));
@@ -81,14 +79,14 @@ fn door5_generated_token_is_stored_privately_and_never_logged() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(gw.wait().success());
     assert!(!line.contains(&token) && !rest.contains(&token), "token leaked on stderr");
-    std::fs::remove_dir_all(&state).unwrap();
 }
 
 /// DOOR-5: the token from GATEWAY_TOKEN, from --token-file, and GATEWAY_TOKEN_FILE; --token wins
 /// over a file. An unreadable token file fails after the bind with exit 1.
 #[test]
 fn door5_token_from_env_and_files() {
-    let state = scratch_dir("files");
+    let scratch = scratch_dir("files");
+    let state = scratch.path();
     let mut cmd = gateway_cmd(&["--port", "0"]);
     cmd.env("GATEWAY_TOKEN", "from-env");
     let gw = start_and_wait_ready(cmd);
@@ -114,7 +112,6 @@ fn door5_token_from_env_and_files() {
     assert_eq!(code, Some(1));
     assert_eq!(out, "");
     assert!(err.starts_with(&format!("cannot read token file {}: ", missing.display())), "{err}");
-    std::fs::remove_dir_all(&state).unwrap();
 }
 
 /// DOOR-2: a non-loopback host without a token is refused with exit 7 and the exact message,
@@ -217,14 +214,15 @@ fn door4_limits_evict_idle_and_refuse_when_full() {
 /// generation, so the holder's generated token file is untouched and still valid.
 #[test]
 fn door5_refused_instance_leaves_the_token_file_alone() {
-    let state = scratch_dir("refused");
+    let scratch = scratch_dir("refused");
+    let state = scratch.path();
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", &state);
+    cmd.env("XDG_STATE_HOME", state);
     let gw = start_and_wait_ready(cmd);
-    let path = state.join("gateway-lock").join(format!("token-{}", gw.port()));
+    let path = state.join("gateway-lock").join("token");
     let before = std::fs::read_to_string(&path).unwrap();
     let mut second = gateway_cmd(&["--port", &gw.port().to_string()]);
-    second.env("XDG_STATE_HOME", &state);
+    second.env("XDG_STATE_HOME", state);
     let (code, out, err) = exit_of(second);
     assert_eq!(code, Some(5), "{err}");
     assert_eq!(out, "");
@@ -232,5 +230,120 @@ fn door5_refused_instance_leaves_the_token_file_alone() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     assert!(token_accepted(gw.addr, before.trim()));
     drop(gw);
-    std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// Every file below `dir`, as paths relative to it, sorted (directories are not listed).
+fn files_below(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// DOOR-6: without `XDG_STATE_HOME` the generated token goes to `$HOME/.local/state/gateway-lock/token`,
+/// one file whatever the port, reused by the next start (on another port); a profile has its own in
+/// its state directory; with neither `HOME` nor `XDG_STATE_HOME` nothing is written anywhere (exit 1).
+/// Nothing else is ever left in the home or the temporary directory.
+#[test]
+fn door6_one_generated_token_per_profile_reused_across_restarts_and_ports() {
+    let scratch = scratch_dir("one-token");
+    let (home, tmp) = (scratch.path().join("home"), scratch.path().join("tmp"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let start = |args: &[&str]| {
+        let mut cmd = gateway_cmd(args);
+        cmd.env_remove("XDG_STATE_HOME").env_remove("GATEWAY_PROFILE").env("HOME", &home).env("TMPDIR", &tmp);
+        let mut gw = start_and_wait_ready(cmd);
+        let line = read_line_with_deadline(gw.stderr.as_mut().map(BufReader::new).as_mut().unwrap(), DEADLINE);
+        (gw, line)
+    };
+    let default_token = home.join(".local/state/gateway-lock/token");
+    let (gw, line) = start(&["--port", "0"]);
+    assert_eq!(line, format!("gateway: no token given; generated one and stored it in {} (mode 0600)\n", default_token.display()));
+    let token = std::fs::read_to_string(&default_token).unwrap().trim().to_string();
+    assert!(token_accepted(gw.addr, &token));
+    let first_port = gw.port();
+    drop(gw);
+    let (gw, line) = start(&["--port", "0"]);
+    assert_ne!(gw.port(), first_port, "the restart is on another port");
+    assert_eq!(line, format!("gateway: no token given; using the one stored in {} (mode 0600)\n", default_token.display()));
+    assert!(token_accepted(gw.addr, &token), "the stored token is reused");
+    drop(gw);
+    let (gw, line) = start(&["--port", "0", "--profile", "door6"]);
+    let profile_token = home.join(".local/state/gateway-lock/door6/token");
+    assert!(line.ends_with(&format!("stored it in {} (mode 0600)\n", profile_token.display())), "{line}");
+    let other = std::fs::read_to_string(&profile_token).unwrap().trim().to_string();
+    assert_ne!(other, token, "a profile has its own token");
+    assert!(token_accepted(gw.addr, &other) && !token_accepted(gw.addr, &token));
+    drop(gw);
+    assert_eq!(files_below(&home), vec![".local/state/gateway-lock/door6/token", ".local/state/gateway-lock/token"]);
+    assert_eq!(files_below(&tmp), Vec::<String>::new());
+
+    let mut cmd = gateway_cmd(&["--port", "0"]);
+    cmd.env_remove("XDG_STATE_HOME").env_remove("HOME").env("TMPDIR", &tmp);
+    let (code, out, err) = exit_of(cmd);
+    assert_eq!((code, out.as_str()), (Some(1), ""), "{err}");
+    assert_eq!(
+        err,
+        "no token given and nowhere private to store one: neither XDG_STATE_HOME nor HOME is set (give --token or --token-file)\n"
+    );
+    assert_eq!(files_below(&tmp), Vec::<String>::new(), "nothing written to the temporary directory");
+}
+
+/// The status code of the answer to a raw request.
+fn status_of_raw(addr: SocketAddr, request: &str) -> u16 {
+    let answer = http_raw(addr, request.as_bytes());
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{request:?} answered {answer:?}"))
+}
+
+/// DOOR-7: every HTTP request and upgrade is served only under a loopback name or address, the
+/// bound address, or an allowed name (`--allow-host`, `GATEWAY_ALLOW_HOSTS`); any other `Host` gets
+/// 421 and no health body; HTTP/1.1 without `Host` gets 400; the Origin check is unchanged.
+#[test]
+fn door7_requests_under_a_foreign_host_are_refused() {
+    let mut cmd = gateway_cmd(&["--port", "0", "--token", TEST_TOKEN, "--allow-host", "gw.example"]);
+    cmd.env("GATEWAY_ALLOW_HOSTS", "ignored.example");
+    let gw = start_and_wait_ready(cmd);
+    let port = gw.port();
+    let get = |host: &str| format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost".into(), format!("[::1]:{port}"), "GW.example:8443".into()]
+    {
+        assert_eq!(status_of_raw(gw.addr, &get(&host)), 200, "{host}");
+    }
+    for host in [format!("evil.example:{port}"), "ignored.example".into(), format!("localhost.evil.example:{port}"), "192.0.2.1".into()] {
+        let answer = http_raw(gw.addr, get(&host).as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 421 Misdirected Request\r\n"), "{host}: {answer}");
+        assert!(!answer.contains("pid") && !answer.contains("\"ok\""), "no health body under {host}: {answer}");
+    }
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.1\r\n\r\n"), 400, "HTTP/1.1 without Host");
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n"), 400, "two Hosts");
+    assert_eq!(status_of_raw(gw.addr, "GET /healthz HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 needs no Host");
+    let upgrade = |host: &str, origin: &str| {
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    };
+    assert_eq!(status_of_raw(gw.addr, &upgrade("evil.example", "")), 421, "an upgrade under a foreign Host");
+    assert_eq!(status_of_raw(gw.addr, &upgrade("localhost", "Origin: https://evil.example\r\n")), 403, "Origin still checked");
+    let mut stream = TcpStream::connect_timeout(&gw.addr, DEADLINE).unwrap();
+    stream.write_all(upgrade(&format!("127.0.0.1:{port}"), "").as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101", "an upgrade under the bound address");
+    // GATEWAY_ALLOW_HOSTS applies without the flag.
+    let mut cmd = gateway_cmd(&["--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_HOSTS", "a.example,b.example");
+    let gw = start_and_wait_ready(cmd);
+    assert_eq!(status_of_raw(gw.addr, &get("b.example")), 200);
+    assert_eq!(status_of_raw(gw.addr, &get("c.example")), 421);
 }

@@ -17,9 +17,9 @@ fn proto13_readiness_probes_answer_200_while_serving() {
         let response = http_get(gw.addr, path);
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {response}");
         assert!(response.ends_with("\r\n\r\n{\"ok\":true,\"status\":\"ready\"}"), "{path}: {response}");
-        let head = http_raw(gw.addr, format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let head = http_raw(gw.addr, format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
-        let post = http_raw(gw.addr, format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        let post = http_raw(gw.addr, format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").as_bytes());
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     }
 }
@@ -54,14 +54,14 @@ fn proto13_readiness_is_503_while_shutting_down() {
     assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
     gw.signal(Signal::SIGTERM);
     assert_eq!(ws_json(&mut ws)["event"], "shutdown");
-    probe.write_all(b"Host: x\r\n\r\n").unwrap();
+    probe.write_all(b"Host: localhost\r\n\r\n").unwrap();
     let mut response = String::new();
     probe.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{response}");
     assert!(response.ends_with("{\"ok\":false,\"status\":\"shutting down\"}"), "{response}");
     // A WebSocket upgrade completed during shutdown gets 503 too: no session starts.
     upgrade
-        .write_all(b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .write_all(b"Host: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .unwrap();
     let mut response = String::new();
     upgrade.read_to_string(&mut response).unwrap();

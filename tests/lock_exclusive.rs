@@ -90,11 +90,14 @@ fn err2_address_not_on_this_host_fails_to_bind() {
 fn lock6_burst_of_contenders_has_exactly_one_winner() {
     const CONTENDERS: usize = 6;
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The winner stores a generated token: in this test's scratch directory (DOOR-6).
+    let scratch = tempfile::tempdir().unwrap();
     let mut children: Vec<_> = (0..CONTENDERS)
         .map(|_| {
             Command::new(gateway_bin())
                 .args(["run", "--port", &port.to_string()])
                 .env("GATEWAY_LOG", "warn")
+                .envs(["HOME", "XDG_STATE_HOME", "TMPDIR"].map(|var| (var, scratch.path())))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -116,7 +116,8 @@ struct Model {
     waiters: Vec<usize>,
     /// Whether each profile's state directory exists (created by the first instance of it that held a port).
     dirs: Vec<bool>,
-    /// Whether a generated token was stored for each port (DOOR-5: only by a process that held it).
+    /// Whether a generated token was stored for each profile, the last entry for "no profile"
+    /// (DOOR-5: only by a process that held a port; DOOR-6: one file per profile, not per port).
     tokens: Vec<bool>,
 }
 
@@ -146,14 +147,14 @@ impl Model {
             }
         }
         self.instances.push(Inst { port, life: Life::Alive, profile, clients: 0 });
-        self.tokens[port] = true;
+        self.tokens[profile.unwrap_or(PROFILES.len())] = true;
     }
     /// `port` was just released: a waiter, if any, takes it.
     fn release(&mut self, port: usize) {
         if self.waiters[port] > 0 {
             self.waiters[port] -= 1;
             self.instances.push(Inst { port, life: Life::Alive, profile: None, clients: 0 });
-            self.tokens[port] = true;
+            self.tokens[PROFILES.len()] = true;
         }
     }
 }
@@ -172,7 +173,7 @@ impl ReferenceStateMachine for Reference {
                 foreign: vec![false; ports],
                 waiters: vec![0; ports],
                 dirs: vec![false; PROFILES.len()],
-                tokens: vec![false; ports],
+                tokens: vec![false; PROFILES.len() + 1],
             })
             .boxed()
     }
@@ -746,11 +747,14 @@ impl StateMachineTest for Operations {
                 }
             }
         }
-        // LOCK-3, OPS-6: a refused start writes nothing: a port's generated token exists iff an
-        // instance held that port.
-        for (idx, &port) in sys.ports.iter().enumerate() {
-            let token = sys.state_home.join("gateway-lock").join(format!("token-{port}"));
-            assert_eq!(token.exists(), model.tokens[idx], "LOCK-3: {} exists", token.display());
+        // LOCK-3, OPS-6, DOOR-6: a refused start writes nothing: a profile's generated token (one
+        // file per profile, whatever the port) exists iff an instance of it held a port.
+        for (idx, &stored) in model.tokens.iter().enumerate() {
+            let token = match idx < PROFILES.len() {
+                true => sys.state_dir(idx).join("token"),
+                false => sys.state_home.join("gateway-lock").join("token"),
+            };
+            assert_eq!(token.exists(), stored, "LOCK-3, DOOR-6: {} exists", token.display());
         }
         // OPS-6: a profile's directory exists iff an instance of it ever held a port (a refused
         // start creates nothing), and is locked exactly while such an instance lives.
@@ -769,7 +773,7 @@ impl StateMachineTest for Operations {
 prop_state_machine! {
     #![proptest_config(config(DEFAULT_CASES, 400))]
 
-    /// OPS-3, OPS-4, OPS-5, OPS-6 (also LOCK-1, ERR-1, LOCK-3 on the way): random starts with and
+    /// OPS-3, OPS-4, OPS-5, OPS-6 (also LOCK-1, ERR-1, LOCK-3, DOOR-6 on the way): random starts with and
     /// without profiles sharing one state home, bursts of `--wait` processes, `stop`, `--replace`,
     /// signals (incl. `SIGSTOP`/`SIGCONT`) and foreign listeners against the reference model.
     #[test]

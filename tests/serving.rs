@@ -26,7 +26,7 @@ fn srv1_healthz_reports_the_holder() {
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
         assert!(json["uptimeMs"].is_u64());
     }
-    let head = http_raw(gw.addr, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+    let head = http_raw(gw.addr, b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"), "{head:?}");
 }
 
@@ -52,10 +52,10 @@ fn srv3_bad_requests_get_statuses_and_the_gateway_keeps_serving() {
         (b"\x16\x03\x01\x00garbage\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
         (format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000)).into_bytes(), "HTTP/1.1 431 "),
         ((0..40).map(|i| format!("H{i}: v\r\n")).fold("GET / HTTP/1.1\r\n".to_string(), |a, h| a + &h).into_bytes(), "HTTP/1.1 431 "),
-        (b"GET /nope HTTP/1.1\r\n\r\n".to_vec(), "HTTP/1.1 404 "),
-        (b"POST /healthz HTTP/1.1\r\n\r\n".to_vec(), "HTTP/1.1 405 "),
-        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), "HTTP/1.1 426 "),
-        (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
+        (b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), "HTTP/1.1 404 "),
+        (b"POST /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), "HTTP/1.1 405 "),
+        (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), "HTTP/1.1 426 "),
+        (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec(), "HTTP/1.1 400 "),
     ];
     for (request, want) in cases {
         let response = http_raw(gw.addr, &request);

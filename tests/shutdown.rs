@@ -53,7 +53,7 @@ fn shut2_unresponsive_clients_do_not_block_shutdown() {
     let mut silent_ws = ws_connect(addr);
     // A connection that never completes its request head.
     let mut half_request = TcpStream::connect(addr).unwrap();
-    half_request.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    half_request.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     // A bare TCP connection that never sends anything.
     let _idle = TcpStream::connect(addr).unwrap();
     // Prove the gateway has accepted and is serving them before the signal.

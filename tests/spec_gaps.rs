@@ -60,7 +60,7 @@ fn start_raw(mut cmd: Command) -> (Holder, String) {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
     let addr: SocketAddr = line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("{line:?}")).parse().unwrap();
-    (Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout }, line)
+    (Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None }, line)
 }
 
 /// CLI-3: a variable set to the empty string is a bad value of its flag (usage error, exit 2,

@@ -35,6 +35,8 @@ DEFECTS = {
     "release-early": "closes the listener before draining its clients (REL-4)",
     "no-grace": "waits 3 s, not the 500 ms grace period, for a client that never answers the close (SHUT-2)",
     "double-signal": "a second shutdown signal during the shutdown exits 1 (SHUT-3)",
+    "no-host-check": "serves a request under any Host, a DNS-rebinding page's name too (DOOR-7)",
+    "any-key": "upgrades with any non-empty Sec-WebSocket-Key, not only the base64 of 16 bytes (PROTO-15)",
 }
 
 
@@ -115,7 +117,33 @@ def read_head(conn):
     return head.decode("latin-1")
 
 
-def route(head, port, defect):
+def fields_of(lines):
+    """The header fields of a head's lines (after the request line), names lowercased; repeated
+    ones joined by a NUL (so that a repeated Host is told apart)."""
+    fields = {}
+    for l in lines[1:]:
+        if ":" in l:
+            name, value = l.split(":", 1)
+            name = name.strip().lower()
+            fields[name] = fields[name] + "\0" + value.strip() if name in fields else value.strip()
+    return fields
+
+
+def host_status(lines, bound, defect):
+    """DOOR-7: None when the Host is served, else the refusal's status (400 or 421)."""
+    host = fields_of(lines).get("host")
+    if defect == "no-host-check" or (host is None and lines[0].endswith("HTTP/1.0")):
+        return None
+    if host is None or "\0" in host:
+        return "400 Bad Request"
+    name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.lower().rstrip(".")
+    if name == "localhost" or name.startswith("127.") or name in ("::1", bound):
+        return None
+    return "421 Misdirected Request"
+
+
+def route(head, port, defect, bound="127.0.0.1"):
     """(status, body) for a request head."""
     lines = head.split("\r\n\r\n", 1)[0].split("\r\n")
     line = lines[0].split(" ")
@@ -123,6 +151,9 @@ def route(head, port, defect):
         return ("200 OK" if defect == "no-400" else "400 Bad Request"), {"ok": False}
     if len(head) > 8192 or len(lines) - 1 > 32:
         return "431 Request Header Fields Too Large", {"ok": False}
+    refused = host_status(lines, bound, defect)
+    if refused:
+        return refused, None
     if line[1] not in ("/health", "/healthz"):
         return "404 Not Found", {"ok": False}
     if line[0] not in ("GET", "HEAD"):
@@ -133,29 +164,40 @@ def route(head, port, defect):
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def upgrade_key(head):
-    """The Sec-WebSocket-Key of an upgrade request on /, else None."""
-    lines = head.split("\r\n")
-    if not lines[0].startswith("GET / "):
+def upgrade_key(head, bound, defect):
+    """The Sec-WebSocket-Key of an upgrade request on / under a served Host, else None. PROTO-15:
+    a key that is not the base64 of 16 bytes is "" (400)."""
+    lines = head.split("\r\n\r\n", 1)[0].split("\r\n")
+    if not lines[0].startswith("GET / ") or host_status(lines, bound, defect):
         return None
-    fields = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+    fields = fields_of(lines)
     if fields.get("upgrade", "").lower() != "websocket":
         return None
-    return fields.get("sec-websocket-key")
+    key = fields.get("sec-websocket-key")
+    if key is None or defect == "any-key":
+        return key
+    try:
+        return key if len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16 else ""
+    except ValueError:
+        return ""
 
 
-def answer(conn, port, defect):
-    """One HTTP exchange (/healthz, 404, 405, 431, 400), or a WebSocket upgrade: True if upgraded."""
+def answer(conn, port, defect, bound):
+    """One HTTP exchange (/healthz, 404, 405, 431, 400, 421), or a WebSocket upgrade: True if upgraded."""
     conn.settimeout(2)
     head = read_head(conn)
-    key = upgrade_key(head)
+    key = upgrade_key(head, bound, defect)
+    if key == "":
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn.close()
+        return False
     if key:
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         conn.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n".encode())
         conn.setblocking(False)
         return True
-    status, body = route(head, port, defect)
-    data = json.dumps(body).encode()
+    status, body = route(head, port, defect, bound)
+    data = json.dumps(body).encode() if body is not None else status.encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     try:
         conn.sendall(head.encode() + data)
@@ -228,7 +270,7 @@ def main():
         for ready in readable:
             if ready is sock:
                 conn, _ = sock.accept()
-                if answer(conn, args.port, args.defect):
+                if answer(conn, args.port, args.defect, args.host):
                     clients.append(conn)
                 continue
             try:

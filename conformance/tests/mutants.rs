@@ -10,6 +10,10 @@ use std::process::Command;
 const LOCK_ROWS: &str =
     "CLI-1,CLI-2,CLI-3,LOCK-1,LOCK-2,LOCK-3,LOCK-4,LOCK-5,LOCK-6,ERR-1,ERR-2,REL-1,REL-2,REL-3,REL-4,SHUT-1,SHUT-2,SHUT-3,SRV-1,SRV-2,SRV-3";
 
+/// The rows of the front door the mini port is judged on when it claims the protocol (it has no
+/// protocol, but its HTTP side has the Host check and the key check).
+const DOOR_ROWS: &str = "DOOR-7,PROTO-15";
+
 /// Runs the runner on the mini port with `defect` and `--only rows`: (exit code, failed rows, output).
 /// One runner at a time: the thresholds (1 s to refuse, 1 s to bind) are judged on a machine that
 /// is not also running a dozen other runners (CI has 2 cores).
@@ -19,8 +23,11 @@ fn run(defect: Option<&str>, rows: &str) -> (i32, Vec<String>, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mutants/mini_port.py");
     let defect = defect.map(|d| format!(" --defect {d}")).unwrap_or_default();
     let template = format!("python3 '{}'{defect} --host {{host}} --port {{port}}", script.display());
+    // DOOR-7 and PROTO-15 are judged only when the protocol is claimed (`--token`).
+    let claim: &[&str] = if rows == DOOR_ROWS || DOOR_ROWS.split(',').any(|r| r == rows) { &["--token", "s3cret"] } else { &[] };
     let out = Command::new(env!("CARGO_BIN_EXE_gateway-conformance"))
         .args([template.as_str(), "--only", rows, "--json"])
+        .args(claim)
         .output()
         .expect("run gateway-conformance");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -49,6 +56,26 @@ fn caught(defect: &str, rows: &str, want: &[&str]) {
 fn the_mini_port_without_a_defect_passes_the_lock_rows() {
     let (code, failed, text) = run(None, LOCK_ROWS);
     assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
+}
+
+/// Without a defect the mini port passes the Host check and the key check (so each mutant below
+/// fails for its defect).
+#[test]
+fn the_mini_port_without_a_defect_passes_the_door_rows() {
+    let (code, failed, text) = run(None, DOOR_ROWS);
+    assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
+}
+
+/// DOOR-7: a request under a foreign Host served (DNS rebinding).
+#[test]
+fn door7_no_host_check_is_caught() {
+    caught("no-host-check", "DOOR-7", &["DOOR-7"]);
+}
+
+/// PROTO-15: an upgrade with any non-empty Sec-WebSocket-Key.
+#[test]
+fn proto15_any_key_is_caught() {
+    caught("any-key", "PROTO-15", &["PROTO-15"]);
 }
 
 /// LOCK-1 (fail fast): EADDRINUSE retried for 3 s before the refusal.

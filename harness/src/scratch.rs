@@ -1,5 +1,5 @@
-//! Scratch directories: one per run, removed when dropped, with a fresh working directory, `HOME`
-//! and XDG directories for every instance started, so that nothing an implementation writes lands
+//! Scratch directories: one per run, removed when dropped, with a fresh working directory, `HOME`,
+//! `TMPDIR` and XDG directories for every instance started (DOOR-6), so that nothing an implementation writes lands
 //! in the user's home or a shared folder, and a refused start can be checked to have written nothing.
 
 use std::path::{Path, PathBuf};
@@ -37,11 +37,11 @@ impl Scratch {
         &self.root
     }
 
-    /// A fresh instance home: `cwd/`, `home/` and the XDG directories (mode 0700), all empty.
+    /// A fresh instance home: `cwd/`, `home/`, `tmp/` and the XDG directories (mode 0700), all empty.
     pub fn instance(&self) -> std::io::Result<Instance> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(format!("i{n}"));
-        for sub in ["cwd", "home"].into_iter().chain(XDG.iter().map(|(_, d)| *d)) {
+        for sub in ["cwd", "home", "tmp"].into_iter().chain(XDG.iter().map(|(_, d)| *d)) {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         use std::os::unix::fs::PermissionsExt;
@@ -73,14 +73,19 @@ impl Instance {
         self.dir.join("home")
     }
 
+    /// `TMPDIR`.
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
     /// The directory an XDG variable points to (`XDG_STATE_HOME` -> `.../state`).
     pub fn xdg(&self, var: &str) -> Option<PathBuf> {
         XDG.iter().find(|(v, _)| *v == var).map(|(_, d)| self.dir.join(d))
     }
 
-    /// Sets the working directory, `HOME` and the XDG variables of `cmd` to this instance's.
+    /// Sets the working directory, `HOME`, `TMPDIR` and the XDG variables of `cmd` to this instance's.
     pub fn apply(&self, cmd: &mut Command) {
-        cmd.current_dir(self.cwd()).env("HOME", self.home());
+        cmd.current_dir(self.cwd()).env("HOME", self.home()).env("TMPDIR", self.tmp());
         for (var, sub) in XDG {
             cmd.env(var, self.dir.join(sub));
         }
@@ -90,7 +95,7 @@ impl Instance {
     /// for an instance that wrote nothing).
     pub fn written(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let tops = ["cwd", "home"].into_iter().chain(XDG.iter().map(|(_, d)| *d));
+        let tops = ["cwd", "home", "tmp"].into_iter().chain(XDG.iter().map(|(_, d)| *d));
         for top in tops {
             walk(&self.dir.join(top), top, &mut out);
         }

@@ -80,7 +80,22 @@ pub mod close {
     pub const PROTOCOL_MISMATCH: (u16, &str) = (1002, "protocol mismatch");
     /// A frame over the limit (PROTO-7).
     pub const TOO_LARGE: (u16, &str) = (1009, "frame too large");
+    /// A text message that is not UTF-8 (PROTO-16); the reason is not specified.
+    pub const INVALID_UTF8: u16 = 1007;
+    /// A violation of WebSocket framing, e.g. a reserved opcode (PROTO-16); the reason is not specified.
+    pub const FRAMING_VIOLATION: u16 = 1002;
 }
+
+/// HTTP statuses of the front door (`spec/protocol.md`).
+pub mod status {
+    /// A malformed request, or an upgrade whose `Sec-WebSocket-Key` is not the base64 of 16 bytes (PROTO-15).
+    pub const BAD_REQUEST: u16 = 400;
+    /// A `Host` that names no host the gateway serves (DOOR-7): no health body, no upgrade.
+    pub const MISDIRECTED: u16 = 421;
+}
+
+/// A `Host` name no gateway serves unless told to (DOOR-7): a DNS-rebinding page's name.
+pub const FOREIGN_HOST: &str = "evil.example";
 
 /// The protocol version of `spec/protocol.md`.
 pub const PROTOCOL: u64 = 4;

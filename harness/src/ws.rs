@@ -78,6 +78,24 @@ pub fn send(ws: &mut Ws, text: &str) -> Result<(), String> {
     ws.send(Message::text(text)).map_err(|e| format!("send: {e}"))
 }
 
+/// Sends a text frame whose payload is `bytes` as they are, UTF-8 or not (PROTO-16).
+pub fn send_raw_text(ws: &mut Ws, bytes: &[u8]) -> Result<(), String> {
+    use tungstenite::protocol::frame::{
+        coding::{Data, OpCode},
+        Frame as RawFrame,
+    };
+    let frame = RawFrame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).map_err(|e| format!("send: {e}"))
+}
+
+/// Writes `bytes` on the client's socket as they are, beside the WebSocket framing (a frame the
+/// client library would refuse to build, PROTO-16).
+pub fn send_raw_bytes(ws: &mut Ws, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let stream = ws.get_mut();
+    stream.write_all(bytes).and_then(|()| stream.flush()).map_err(|e| format!("send: {e}"))
+}
+
 /// Frames until the close (answered), and the close's code and reason.
 pub fn until_close(ws: &mut Ws) -> Result<(Vec<Value>, (u16, String)), String> {
     let mut frames = Vec::new();

@@ -13,9 +13,9 @@ const MAX_REPLY_BYTES: u64 = 64 * 1024;
 pub struct HealthInfo {
     /// The pid it reports.
     pub pid: Option<u32>,
-    /// Its profile (`None`: no profile).
+    /// Its profile (`None`: no profile), escaped and cut for display (OPS-9: another process chose it).
     pub profile: Option<String>,
-    /// Its version.
+    /// Its version, escaped and cut for display (OPS-9).
     pub version: Option<String>,
     /// Milliseconds since it took the lock.
     pub uptime_ms: Option<u64>,
@@ -67,8 +67,9 @@ pub(crate) fn parse_health_reply(reply: &[u8]) -> Answer {
     }
     Answer::Gateway(HealthInfo {
         pid: json.get("pid").and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok()),
-        profile: json.get("profile").and_then(|v| v.as_str()).map(str::to_string),
-        version: json.get("version").and_then(|v| v.as_str()).map(str::to_string),
+        // Names reported by another process are shown escaped and cut (OPS-9).
+        profile: json.get("profile").and_then(|v| v.as_str()).map(crate::safe_text::name),
+        version: json.get("version").and_then(|v| v.as_str()).map(crate::safe_text::name),
         uptime_ms: json.get("uptimeMs").and_then(|v| v.as_u64()),
     })
 }

@@ -12,7 +12,8 @@ pub struct Process {
     pub pid: u32,
     /// The uid owning the socket.
     pub uid: u32,
-    /// Its command line, arguments joined by spaces (`None` if unreadable).
+    /// Its command line, arguments joined by spaces, escaped and cut for display (OPS-9; `None` if
+    /// unreadable).
     pub command: Option<String>,
     /// It is stopped (`SIGSTOP`, state `T` in `/proc/<pid>/stat`).
     pub stopped: bool,

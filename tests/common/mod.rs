@@ -50,6 +50,8 @@ pub struct Holder {
     pub stdin: Option<ChildStdin>,
     pub stdout: BufReader<ChildStdout>,
     pub stderr: Option<ChildStderr>,
+    /// The process's own HOME, XDG_STATE_HOME and TMPDIR ([`scratch_env`]), removed after it is reaped.
+    pub scratch: Option<tempfile::TempDir>,
 }
 
 impl Holder {
@@ -107,14 +109,25 @@ pub fn start_helper(port: u16) -> Holder {
 /// Spawns `cmd` with piped stdio and waits for `listening on ws://ADDR`.
 pub fn start_and_wait_ready(mut cmd: Command) -> Holder {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
-    // A gateway started without a token stores a generated one (DOOR-5): keep it out of $HOME.
-    if cmd.get_envs().all(|(key, _)| key != "XDG_STATE_HOME") {
-        cmd.env("XDG_STATE_HOME", std::env::temp_dir());
-    }
+    let scratch = scratch_env(&mut cmd);
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let addr = read_ready_line(&mut stdout);
-    Holder { stdin: child.stdin.take(), stderr: child.stderr.take(), child, addr, stdout }
+    Holder { stdin: child.stdin.take(), stderr: child.stderr.take(), child, addr, stdout, scratch: Some(scratch) }
+}
+
+/// DOOR-6 (nothing left behind): gives a process started by a test its own scratch directory as
+/// `HOME`, `TMPDIR` and `XDG_STATE_HOME` (each unless the test set or removed it), so that a
+/// generated token or anything else it writes never lands in the user's home or a shared temporary
+/// directory. The directory is removed when the returned value is dropped (after the process is reaped).
+pub fn scratch_env(cmd: &mut Command) -> tempfile::TempDir {
+    let scratch = tempfile::Builder::new().prefix("gateway-test-").tempdir().expect("scratch directory");
+    for var in ["HOME", "TMPDIR", "XDG_STATE_HOME"] {
+        if cmd.get_envs().all(|(key, _)| key != var) {
+            cmd.env(var, scratch.path());
+        }
+    }
+    scratch
 }
 
 /// Reads the ready line `listening on ws://ADDR` (bounded) and returns ADDR.
@@ -166,7 +179,7 @@ pub const TEST_TOKEN: &str = "test-token-0123456789";
 /// Starts `gateway run --port 0 --token TEST_TOKEN` plus `args`, with a private state directory.
 pub fn start_gateway_with_token(args: &[&str]) -> Holder {
     let mut cmd = Command::new(gateway_bin());
-    cmd.args(["run", "--port", "0", "--token", TEST_TOKEN]).args(args).env("XDG_STATE_HOME", std::env::temp_dir());
+    cmd.args(["run", "--port", "0", "--token", TEST_TOKEN]).args(args);
     start_and_wait_ready(cmd)
 }
 
@@ -244,6 +257,7 @@ pub fn closed_stdout() -> Stdio {
 /// returns (status, stdout if piped, stderr).
 fn run_with_stdout(mut cmd: Command, stdout: Stdio, deadline: Duration) -> (ExitStatus, String, String) {
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+    let _scratch = scratch_env(&mut cmd);
     let mut child = cmd.spawn().expect("spawn");
     let out = child.stdout.take().map(proc::Drain::start).unwrap_or_default();
     let err = child.stderr.take().map(proc::Drain::start).unwrap_or_default();
@@ -323,13 +337,16 @@ pub struct Pending {
     pub child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,
     pub stderr: Option<ChildStderr>,
+    /// Its own HOME, XDG_STATE_HOME and TMPDIR ([`scratch_env`]), removed after it is reaped.
+    pub scratch: tempfile::TempDir,
 }
 
 impl Pending {
     pub fn spawn(mut cmd: Command) -> Self {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+        let scratch = scratch_env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn");
-        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child }
+        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child, scratch }
     }
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)

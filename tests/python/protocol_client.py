@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -21,8 +22,13 @@ DEADLINE = 10
 results = []
 
 
+# DOOR-6 (nothing left behind): the gateways get a scratch HOME, XDG_STATE_HOME and TMPDIR,
+# removed when this script exits.
+SCRATCH = tempfile.TemporaryDirectory(prefix="gateway-python-")
+
+
 def start(*args):
-    env = dict(os.environ, GATEWAY_LOG="warn")
+    env = dict(os.environ, GATEWAY_LOG="warn", HOME=SCRATCH.name, XDG_STATE_HOME=SCRATCH.name, TMPDIR=SCRATCH.name)
     proc = subprocess.Popen([GATEWAY, "run", "--port", "0", "--token", TOKEN, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     line = proc.stdout.readline()  # the ready line; the gateway prints it once bound

@@ -1,10 +1,10 @@
 //! The front door (`spec/protocol.md`, DOOR-*), when the protocol is claimed: no non-loopback bind
 //! without a token, the token from the environment and from files (the runner sets them itself),
-//! the `Origin` allow-list, idle sockets.
+//! the `Origin` allow-list, idle sockets, the `Host` check.
 
 use std::net::TcpStream;
 
-use gateway_harness::net::{loopback, port_free};
+use gateway_harness::net::{http_raw, loopback, port_free, Answer};
 use gateway_harness::proc::describe_status;
 use gateway_harness::sockets::describe_holders;
 use gateway_harness::{spec, ws};
@@ -14,8 +14,13 @@ use super::{Ctx, Table};
 use crate::report::{Check, Verdict};
 use crate::subject::{first_line, without_flag, Start};
 
-pub const SCENARIOS: Table =
-    &[(&["DOOR-2"], no_token_off_loopback), (&["DOOR-5"], token_sources), (&["DOOR-3"], origins), (&["DOOR-4"], idle_sockets)];
+pub const SCENARIOS: Table = &[
+    (&["DOOR-2"], no_token_off_loopback),
+    (&["DOOR-5"], token_sources),
+    (&["DOOR-3"], origins),
+    (&["DOOR-4"], idle_sockets),
+    (&["DOOR-7"], foreign_host),
+];
 
 /// Idle sockets opened against the DOOR-4 instance (over the default unauthenticated limit).
 const IDLE_SOCKETS: usize = 2 * spec::MAX_UNAUTHENTICATED;
@@ -140,4 +145,52 @@ fn idle_sockets(ctx: &Ctx) {
         Ok(format!("{IDLE_SOCKETS} idle sockets: a client still got in; SIGTERM: exit 0, port free"))
     })();
     ctx.check("DOOR-4", &result);
+}
+
+/// DOOR-7: a request under a foreign `Host` (DNS rebinding) gets 421 and no health body, for
+/// `/healthz` and for an upgrade alike; the same request under `localhost` is served.
+fn foreign_host(ctx: &Ctx) {
+    if ctx.settings.claims.token.is_none() {
+        return;
+    }
+    let port = ctx.port();
+    let result = ctx.start(port).and_then(|_gw| {
+        let foreign = format!("{}:{port}", spec::FOREIGN_HOST);
+        misdirected(ctx, port, &format!("GET /healthz HTTP/1.1\r\nHost: {foreign}\r\n\r\n"), "GET /healthz")?;
+        let upgrade = format!(
+            "GET / HTTP/1.1\r\nHost: {foreign}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        misdirected(ctx, port, &upgrade, "a WebSocket upgrade")?;
+        let local = host_answer(ctx, port, &format!("GET /healthz HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"))?;
+        if local.status != 200 {
+            return Err(format!(
+                "GET /healthz with Host: localhost:{port} answered {}, want 200 (a loopback name is served)",
+                local.status
+            ));
+        }
+        Ok(format!("Host: {foreign}: 421 without a health body (/healthz and upgrade); Host: localhost:{port}: 200"))
+    });
+    ctx.check("DOOR-7", &result);
+}
+
+/// Sends `request` (under a foreign `Host`) and requires 421 with no health body in it.
+fn misdirected(ctx: &Ctx, port: u16, request: &str, what: &str) -> Result<(), String> {
+    let answer = host_answer(ctx, port, request)?;
+    let leaks_pid = answer.json().get("pid").is_some() || answer.body.contains("\"pid\"");
+    if answer.status == spec::status::MISDIRECTED && !leaks_pid {
+        return Ok(());
+    }
+    let leak = if leaks_pid { " with a body naming the pid" } else { "" };
+    Err(format!(
+        "{what} with Host: {}:{port} answered {}{leak}, want 421 Misdirected Request without a health body \
+         (DOOR-7: the Host check, so that a DNS-rebinding web page cannot read the gateway's answers)",
+        spec::FOREIGN_HOST,
+        answer.status
+    ))
+}
+
+fn host_answer(ctx: &Ctx, port: u16, request: &str) -> Result<Answer, String> {
+    let text = http_raw(loopback(port), request.as_bytes(), ctx.settings.deadline).map_err(|e| e.to_string())?;
+    Answer::parse(&text).ok_or(format!("answer {text:?} to {:?}", first_line(request)))
 }

@@ -1,6 +1,6 @@
 //! The protocol on the held port (`spec/protocol.md`, PROTO-*), when claimed with `--token`: the
 //! challenge, `connect` and `hello-ok`, refusals with their close codes, frame limits, methods,
-//! readiness probes, and the shutdown event.
+//! readiness probes, and the shutdown event; the WebSocket strictness of PROTO-15 and PROTO-16.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,8 +15,11 @@ use super::{Ctx, Table};
 use crate::report::{Check, Verdict};
 use crate::subject::Running;
 
-pub const SCENARIOS: Table =
-    &[(&["PROTO-1", "PROTO-2", "PROTO-3", "PROTO-4", "PROTO-5", "PROTO-7", "PROTO-8", "PROTO-9", "PROTO-13", "PROTO-14"], protocol)];
+pub const SCENARIOS: Table = &[
+    (&["PROTO-1", "PROTO-2", "PROTO-3", "PROTO-4", "PROTO-5", "PROTO-7", "PROTO-8", "PROTO-9", "PROTO-13", "PROTO-14"], protocol),
+    (&["PROTO-15"], websocket_keys),
+    (&["PROTO-16"], websocket_violations),
+];
 
 /// The rows this scenario judges (each fails as a knock-on when no instance starts).
 const IDS: [&str; 10] = ["PROTO-1", "PROTO-2", "PROTO-3", "PROTO-4", "PROTO-5", "PROTO-7", "PROTO-8", "PROTO-9", "PROTO-13", "PROTO-14"];
@@ -381,4 +384,82 @@ fn closes_after_shutdown(authed: &mut Ws, unauthed: &mut Ws) -> Result<(), Strin
         ));
     }
     Ok(())
+}
+
+/// PROTO-15: a `Sec-WebSocket-Key` that is not the base64 of 16 bytes gets 400.
+fn websocket_keys(ctx: &Ctx) {
+    strict(ctx, "PROTO-15", |on| on.ctx.check("PROTO-15", &bad_keys(on)));
+}
+
+/// PROTO-16: a text frame that is not UTF-8 closes 1007, a reserved opcode 1002, each with a close
+/// frame (not a dropped connection), before and after `hello-ok`.
+fn websocket_violations(ctx: &Ctx) {
+    strict(ctx, "PROTO-16", |on| {
+        on.ctx.check("PROTO-16", &invalid_utf8(on));
+        on.ctx.check("PROTO-16", &reserved_opcode(on));
+    });
+}
+
+/// Starts an instance for the row `id` (when the protocol is claimed) and runs `checks` on it.
+fn strict(ctx: &Ctx, id: &str, checks: impl FnOnce(&On)) {
+    let Some(token) = ctx.settings.claims.token.as_deref() else { return };
+    let port = ctx.port();
+    match ctx.start(port) {
+        Ok(_gw) => checks(&On { ctx, addr: loopback(port), token }),
+        Err(why) => ctx.record(id, Verdict::Fail, why),
+    }
+}
+
+/// PROTO-15: upgrades whose key is too short, not base64, or the base64 of 20 bytes get 400.
+fn bad_keys(on: &On) -> Check {
+    for key in ["abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZ!==", "dGhlIHNhbXBsZSBub25jZXh4eA=="] {
+        let upgrade = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            on.addr
+        );
+        let text = http_raw(on.addr, upgrade.as_bytes(), on.ctx.settings.deadline).map_err(|e| e.to_string())?;
+        match Answer::parse(&text) {
+            Some(a) if a.status == spec::status::BAD_REQUEST => {}
+            Some(a) => {
+                return Err(format!(
+                    "an upgrade with Sec-WebSocket-Key {key:?} answered {}, want 400 (not the base64 of 16 bytes)",
+                    a.status
+                ))
+            }
+            None => return Err(format!("an upgrade with Sec-WebSocket-Key {key:?}: answer {text:?}, want 400")),
+        }
+    }
+    Ok("4 upgrades with a key that is not the base64 of 16 bytes: 400 each".to_string())
+}
+
+/// PROTO-16: a text frame of bytes that are not UTF-8 closes 1007, before `connect` and after `hello-ok`.
+fn invalid_utf8(on: &On) -> Check {
+    let not_utf8: &[u8] = b"{\"type\":\"req\",\"id\":\"\xff\xfe\"}";
+    let mut before = on.open()?;
+    ws::json(&mut before).map_err(|e| format!("before connect: {e}"))?;
+    expect_close(&mut before, |ws| ws::send_raw_text(ws, not_utf8), close::INVALID_UTF8, "a text frame that is not UTF-8, before connect")?;
+    let (mut after, _) = on.handshake("strict-utf8")?;
+    expect_close(&mut after, |ws| ws::send_raw_text(ws, not_utf8), close::INVALID_UTF8, "a text frame that is not UTF-8, after hello-ok")?;
+    Ok("a text frame that is not UTF-8: close 1007, before connect and after hello-ok".to_string())
+}
+
+/// PROTO-16: a frame with a reserved opcode (3) closes 1002 with a close frame, after `hello-ok`.
+fn reserved_opcode(on: &On) -> Check {
+    let (mut ws, _) = on.handshake("strict-opcode")?;
+    // FIN + opcode 3, masked, empty payload, mask 0.
+    let frame = [0x83, 0x80, 0, 0, 0, 0];
+    expect_close(&mut ws, |ws| ws::send_raw_bytes(ws, &frame), close::FRAMING_VIOLATION, "a frame with the reserved opcode 3")?;
+    Ok("a frame with a reserved opcode: close 1002".to_string())
+}
+
+/// Sends with `send`, then requires a close frame with `code` (events before it are skipped).
+fn expect_close(ws: &mut Ws, send: impl FnOnce(&mut Ws) -> Result<(), String>, code: u16, what: &str) -> Result<(), String> {
+    send(ws)?;
+    let (_, (got, reason)) = ws::until_close(ws).map_err(|e| format!("{what}: {e}, want close {code}"))?;
+    match got {
+        got if got == code => Ok(()),
+        1006 => Err(format!("{what}: the connection was dropped without a close frame (1006), want close {code} (RFC 6455)")),
+        got => Err(format!("{what}: close {got} {reason:?}, want close {code}")),
+    }
 }

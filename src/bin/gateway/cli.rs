@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// other `Origin` get 403.
     #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// A host name (or address) requests may carry in `Host` besides loopback names and addresses
+    /// and the bound address (repeatable); any other gets 421.
+    #[arg(long = "allow-host", env = "GATEWAY_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST",
+          value_parser = gateway_lock::parse_allowed_host)]
+    pub allow_hosts: Vec<String>,
     /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
     #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = RunSettings::default().handshake_timeout.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=600_000), value_name = "MS")]
@@ -91,6 +96,7 @@ impl RunArgs {
             addr: std::net::SocketAddr::new(self.host, self.port),
             token: self.token_config(),
             allowed_origins: self.allow_origins.clone(),
+            allowed_hosts: self.allow_hosts.clone(),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             tick_interval: Duration::from_millis(self.tick_interval_ms),
             limits: Limits { max_connections: self.max_connections as usize, max_unauthenticated: self.max_unauthenticated as usize },

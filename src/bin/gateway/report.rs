@@ -18,13 +18,14 @@ pub fn print_line(line: impl std::fmt::Display) {
 }
 
 /// Shows what `gateway run` reports on the way: a refusal's first line (ERR-1, at once, before the
-/// holder is looked up), the generated token's file, the ready line.
+/// holder is looked up), the generated or stored token's file, the ready line.
 pub fn run_event(event: RunEvent<'_>) {
     match event {
         RunEvent::Refused(error) => eprintln!("GatewayLockError: {error}"),
         RunEvent::TokenGenerated(path) => {
             eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display())
         }
+        RunEvent::TokenStored(path) => eprintln!("gateway: no token given; using the one stored in {} (mode 0600)", path.display()),
         RunEvent::Ready(addr) => print_line(ready_line(addr)),
     }
 }

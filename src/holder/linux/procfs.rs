@@ -42,11 +42,11 @@ pub(crate) fn pid_of_inode(inode: u64, deadline: Instant) -> Option<u32> {
     None
 }
 
-/// The command line of `pid`, arguments joined by spaces.
+/// The command line of `pid` for display: arguments joined by spaces, control characters
+/// escaped, cut after 512 characters (OPS-9).
 pub(crate) fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-    (!args.is_empty()).then(|| args.join(" "))
+    crate::safe_text::command_line(&raw)
 }
 
 /// Whether `pid` is stopped (`T`) according to `/proc/<pid>/stat`.

@@ -71,6 +71,16 @@ fn ops1_health_replies_are_classified() {
     assert!(matches!(parse_health_reply(b"HTTP/1.1 200 OK\r\n\r\n{\"ok\":false}"), Answer::Other(_)));
 }
 
+/// OPS-9: the names a holder reports are shown escaped and cut, never raw.
+#[test]
+fn ops9_reported_names_are_escaped() {
+    let body = "{\"ok\":true,\"status\":\"live\",\"profile\":\"a\\nholder: pid 1\",\"version\":\"\\u001b[2J\"}";
+    let reply = format!("HTTP/1.1 200 OK\r\n\r\n{body}");
+    let info = parse_health_reply(reply.as_bytes()).health().cloned().expect("a gateway");
+    assert_eq!(info.profile.as_deref(), Some("a\\nholder: pid 1"));
+    assert_eq!(info.version.as_deref(), Some("\\x1b[2J"));
+}
+
 /// OPS-1: the kernel's socket diagnostics report a real listener exactly as `/proc/net/tcp{,6}` does.
 #[cfg(target_os = "linux")]
 #[test]

@@ -42,7 +42,8 @@ pub(super) fn disable_core_dumps() {
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
 }
 
-/// A private state directory for the gateways started (`XDG_STATE_HOME`), so that a gateway
+/// A private state directory for the gateways started (`XDG_STATE_HOME`, `HOME` and `TMPDIR`,
+/// DOOR-6), so that a gateway
 /// running on this host under the same user is never disturbed; removed at the end.
 pub(super) struct StateDir {
     pub(super) path: PathBuf,
@@ -93,7 +94,8 @@ impl Proc {
         let mut child = Command::new(exe)
             .args(["run", "--host", "127.0.0.1", "--port", &port.to_string()])
             .env("GATEWAY_LOG", "warn")
-            .env("XDG_STATE_HOME", state_dir)
+            // Nothing left behind (DOOR-6): the gateway's whole world is the private directory.
+            .envs(["XDG_STATE_HOME", "HOME", "TMPDIR"].map(|var| (var, state_dir)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
