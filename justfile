@@ -6,13 +6,15 @@ run *ARGS:
     cargo run --release --quiet --bin gateway -- run {{ARGS}}
 
 # Everything CI checks: build, lints, formatting, every test suite.
-test: check unit loom protocol-python model verify-smoke conformance fuzz-smoke
+test: check unit loom protocol-python model verify-smoke verify-node conformance fuzz-smoke
 
 # Formatting and lints (warnings are errors).
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+    # The core alone, as an embedder gets it (`default-features = false`): no CLI-only crate.
+    cargo build --quiet --lib --no-default-features
 
 # Unit and integration tests with real processes, sockets and signals; the library's doctests
 # (`--all-targets` leaves them out).
@@ -89,6 +91,12 @@ conformance-mutants:
 # A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
 verify-smoke:
     cargo run --quiet --bin gateway -- verify --cycles 20
+
+# A short crash-recovery verification run against the Node.js port (ports/node, part of `just test`):
+# `gateway verify --template`, each instance in fresh directories (docs/README-verify.md).
+verify-node cycles="20":
+    cargo build --quiet --bin gateway
+    target/debug/gateway verify --cycles {{cycles}} --template "node $PWD/ports/node/gateway.js run --port {port} --token {token}"
 
 # A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
 verify *ARGS:
