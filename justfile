@@ -103,7 +103,8 @@ verify *ARGS:
     cargo run --release --quiet --bin gateway -- verify --cycles 1000 {{ARGS}}
 
 # Time to lock / fail / take over, graceful shutdown, footprint of the release build beside a minimal
-# binder (docs/README-bench.md). Table on stdout, JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
+# binder (bench/: the gateway-bench crate with min_binder; docs/README-bench.md). Table on stdout,
+# JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
 bench:
-    cargo build --release --quiet --example min_binder
-    cargo bench --quiet --bench lock
+    cargo build --release --quiet --bin gateway
+    cargo bench --quiet -p gateway-bench --bench lock

@@ -130,28 +130,40 @@ fn pidfd(pid: u32) -> Option<OwnedFd> {
     None
 }
 
-/// Waits for `child` to exit, or `None` at the deadline. The exit is seen at once (a `poll(2)` on
-/// the child's process descriptor), so timings taken around it are exact.
-pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+/// Waits (bounded) until `exited()` says so, asking again whenever process `pid` may have exited
+/// (its process descriptor became readable), so an exit is seen the moment it happens. True once
+/// `exited()` said so.
+fn until_exit(pid: u32, deadline: Duration, mut exited: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
-    let exited = pidfd(child.id());
+    let descriptor = pidfd(pid);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+        if exited() {
+            return true;
         }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return None;
+            return false;
         }
-        match &exited {
+        match &descriptor {
             Some(fd) => {
                 let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX));
             }
-            // Polling a child's exit status without a process descriptor; the deadline bounds it.
+            // Polling an exit without a process descriptor; the deadline bounds it.
             None => std::thread::sleep(left.min(Duration::from_millis(2))),
         }
     }
+}
+
+/// Waits for `child` to exit, or `None` at the deadline. The exit is seen at once (see
+/// [`until_exit`]), so timings taken around it are exact.
+pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    until_exit(child.id(), deadline, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 /// Continues and kills a child (and its process group if it leads one), then reaps it.
@@ -319,6 +331,15 @@ impl Proc {
         wait_with_deadline(&mut self.child, deadline).ok_or(TimedOut { what: format!("exit of pid {}", self.pid()), after: deadline })
     }
 
+    /// Waits (bounded) until it has exited, without reaping it: what `/proc/<pid>` says about it
+    /// (its CPU time, say) can still be read. True once it has exited.
+    pub fn await_exit_unreaped(&self, deadline: Duration) -> bool {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        let pid = Pid::from_raw(self.pid() as i32);
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        until_exit(self.pid(), deadline, || !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive)))
+    }
+
     /// The rest of stdout after an exit: until end of file or `deadline` (a child may keep it).
     pub fn stdout_rest(&mut self, deadline: Duration) -> String {
         let end = Instant::now() + deadline;
@@ -376,6 +397,8 @@ mod tests {
         let line = "echo first >&2; echo second >&2; exit 3";
         let mut proc = Proc::spawn(Launch::Shell(format!("sh -c '{line}'")).command(), Stdio::null(), true).unwrap();
         assert_eq!(proc.stderr_first_line(Duration::from_secs(10)).as_deref(), Some("first"));
+        assert!(proc.await_exit_unreaped(Duration::from_secs(10)));
+        assert!(std::path::Path::new(&format!("/proc/{}/stat", proc.pid())).exists(), "not reaped yet");
         assert_eq!(proc.wait(Duration::from_secs(10)).unwrap().code(), Some(3));
         let silent = Proc::spawn(Launch::Shell("sleep 30".into()).command(), Stdio::null(), true).unwrap();
         assert_eq!(silent.stderr_first_line(Duration::from_millis(50)), None);
