@@ -183,6 +183,9 @@ struct Shutdown {
     queued: f64,
 }
 
+/// One figure of a [`Shutdown`] sample.
+type ShutdownFigure = fn(&Shutdown) -> f64;
+
 fn graceful_shutdown(t: &Target, port: u16, clients: usize) -> Shutdown {
     let mut holder = t.start(port);
     let conns = t.clients(port, clients);
@@ -348,22 +351,12 @@ fn main() {
                 samples[i].push(graceful_shutdown(t, port, clients));
             }
         }
-        let pick = |i: usize, f: fn(&Shutdown) -> f64| stats(samples[i].iter().map(f).collect());
-        rows.push(Row { name: name.clone(), unit: "ms", gateway: pick(0, |s| s.wall), baseline: pick(1, |s| s.wall), goal });
-        rows.push(Row {
-            name: "  of which on a CPU".to_string(),
-            unit: "ms",
-            gateway: pick(0, |s| s.cpu),
-            baseline: pick(1, |s| s.cpu),
-            goal: None,
-        });
-        rows.push(Row {
-            name: "  of which waiting for a CPU".to_string(),
-            unit: "ms",
-            gateway: pick(0, |s| s.queued),
-            baseline: pick(1, |s| s.queued),
-            goal: None,
-        });
+        let figures: [(&str, ShutdownFigure, Option<Goal>); 3] =
+            [(&name, |s| s.wall, goal), ("  of which on a CPU", |s| s.cpu, None), ("  of which waiting for a CPU", |s| s.queued, None)];
+        for (label, f, goal) in figures {
+            let pick = |i: usize| stats(samples[i].iter().map(f).collect());
+            rows.push(Row { name: label.to_string(), unit: "ms", gateway: pick(0), baseline: pick(1), goal });
+        }
         eprintln!("  measured {name}");
     }
     let (mut rss, mut threads) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
