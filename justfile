@@ -7,7 +7,7 @@ run *ARGS:
 
 # Everything CI checks: build, lints, formatting, every test suite.
 # The suites that start processes (unit, with the conformance mutants; protocol-python; verify-smoke;
-# conformance; port-node) run inside `leave-nothing` (DOOR-6).
+# verify-node; port-node; conformance) run inside `leave-nothing` (DOOR-6).
 test: check leave-nothing loom model fuzz-smoke
 
 # Formatting and lints (warnings are errors).
@@ -15,11 +15,13 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+    # The core alone, as an embedder gets it (`default-features = false`): no CLI-only crate.
+    cargo build --quiet --lib --no-default-features
 
 # DOOR-6, nothing left behind: runs RECIPES with HOME and TMPDIR pointing at a fresh scratch area
 # (XDG_STATE_HOME unset) and fails if anything is left there (scripts/leave-nothing.sh).
 # `conformance` comes last: it takes arguments, and would read a recipe name after it as its template.
-leave-nothing RECIPES="unit protocol-python verify-smoke port-node conformance":
+leave-nothing RECIPES="unit protocol-python verify-smoke verify-node port-node conformance":
     scripts/leave-nothing.sh just {{RECIPES}}
 
 # Unit and integration tests with real processes, sockets and signals (the conformance runner's
@@ -109,12 +111,19 @@ conformance-mutants:
 verify-smoke:
     cargo run --quiet --bin gateway -- verify --cycles 20
 
+# A short crash-recovery verification run against the Node.js port (ports/node, part of `just test`):
+# `gateway verify --template`, each instance in fresh directories (docs/README-verify.md).
+verify-node cycles="20":
+    cargo build --quiet --bin gateway
+    target/debug/gateway verify --cycles {{cycles}} --template "node $PWD/ports/node/gateway.js run --port {port} --token {token}"
+
 # A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
 verify *ARGS:
     cargo run --release --quiet --bin gateway -- verify --cycles 1000 {{ARGS}}
 
 # Time to lock / fail / take over, graceful shutdown, footprint of the release build beside a minimal
-# binder (docs/README-bench.md). Table on stdout, JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
+# binder (bench/: the gateway-bench crate with min_binder; docs/README-bench.md). Table on stdout,
+# JSON in target/bench/lock.json. BENCH_RUNS=N sets runs.
 bench:
-    cargo build --release --quiet --example min_binder
-    cargo bench --quiet --bench lock
+    cargo build --release --quiet --bin gateway
+    cargo bench --quiet -p gateway-bench --bench lock

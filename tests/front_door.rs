@@ -3,6 +3,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -10,7 +11,6 @@ use std::time::Instant;
 
 use common::*;
 use nix::sys::signal::Signal;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A fresh, empty directory for this test's state (removed when dropped, also on failure).
 fn scratch_dir(name: &str) -> tempfile::TempDir {
@@ -59,7 +59,7 @@ fn door5_generated_token_is_stored_privately_and_never_logged() {
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let ready = read_line_with_deadline(&mut stdout, DEADLINE);
-    let addr: SocketAddr = ready.trim_end().strip_prefix("listening on ws://").expect("ready line").parse().unwrap();
+    let addr: SocketAddr = spec::ready_addr(&ready).expect("ready line");
     let mut gw = Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None };
     let path = state.join("gateway-lock").join("token");
     let mut stderr = BufReader::new(gw.stderr.take().unwrap());
@@ -111,7 +111,7 @@ fn door5_token_from_env_and_files() {
     let (code, out, err) = exit_of(gateway_cmd(&["--port", "0", "--token-file", missing.to_str().unwrap()]));
     assert_eq!(code, Some(1));
     assert_eq!(out, "");
-    assert!(err.starts_with(&format!("cannot read token file {}: ", missing.display())), "{err}");
+    assert!(err.starts_with(&spec::token_file_unreadable_prefix(&missing.display().to_string())), "{err}");
 }
 
 /// DOOR-2: a non-loopback host without a token is refused with exit 7 and the exact message,
@@ -137,20 +137,11 @@ fn door2_non_loopback_with_token_binds() {
     assert!(token_accepted(SocketAddr::from((Ipv4Addr::LOCALHOST, gw.port())), "t0k"));
 }
 
-/// Opens a WebSocket upgrade with `origin`; Ok(()) on 101, Err(status) otherwise.
+/// Opens a WebSocket upgrade with `origin` (the harness's client); Ok(()) on 101, Err(status) otherwise.
 fn upgrade_with_origin(addr: SocketAddr, origin: Option<&str>) -> Result<(), u16> {
-    let stream = TcpStream::connect_timeout(&addr, DEADLINE).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
-    if let Some(origin) = origin {
-        request.headers_mut().insert("Origin", origin.parse().unwrap());
-    }
-    match tokio_tungstenite::tungstenite::client(request, stream) {
+    match gateway_harness::ws::open(addr, origin, DEADLINE) {
         Ok(_) => Ok(()),
-        Err(tokio_tungstenite::tungstenite::HandshakeError::Failure(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            Err(response.status().as_u16())
-        }
-        Err(other) => panic!("unexpected handshake error {other:?}"),
+        Err(e) => Err(e.strip_prefix("HTTP ").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("unexpected handshake error {e}"))),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 
@@ -111,9 +112,9 @@ fn lock6_burst_of_contenders_has_exactly_one_winner() {
         .iter_mut()
         .map(|child| read_line_with_deadline(&mut std::io::BufReader::new(child.stdout.take().unwrap()), DEADLINE))
         .collect();
-    let winners = lines.iter().filter(|line| line.starts_with("listening on ")).count();
+    let winners = lines.iter().filter(|line| line.starts_with(spec::READY_PREFIX)).count();
     for (child, line) in children.iter_mut().zip(&lines) {
-        if line.starts_with("listening on ") {
+        if line.starts_with(spec::READY_PREFIX) {
             let _ = child.kill();
             let _ = child.wait();
             continue;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::os::unix::process::CommandExt;
 use std::sync::mpsc;
 
@@ -28,7 +29,7 @@ fn ops3_stop_on_a_free_port_exits_3() {
     let (_reserved, addr) = reserved_free_port();
     let (status, _, err) = run_to_exit(&["stop", "--port", &addr.port().to_string()]);
     assert_eq!(status.code(), Some(3), "{err}");
-    assert!(err.starts_with(&format!("no gateway is listening on ws://{addr}: the port is free")), "{err}");
+    assert!(err.starts_with(&spec::nothing_listening(&format!("ws://{addr}"))), "{err}");
 }
 
 /// OPS-3: a foreign holder (answering or silent) is never signalled: exit 4, still listening.
@@ -141,7 +142,7 @@ fn ops4_several_waiters_exactly_one_wins_the_others_keep_waiting() {
     }
     holder.signal(Signal::SIGTERM);
     let (first, line) = rx.recv_timeout(DEADLINE).expect("one waiter takes the port");
-    assert_eq!(line.trim_end(), format!("listening on ws://127.0.0.1:{port}"));
+    assert_eq!(line.trim_end(), spec::ready_line("127.0.0.1", holder.port()));
     assert_eq!(health_pid(waiter_addr(&port)), i64::from(waiters[first].pid().as_raw()));
     for (i, w) in waiters.iter_mut().enumerate() {
         assert!(w.is_running(), "waiter {i} must still run (winner or still waiting)");

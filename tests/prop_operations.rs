@@ -44,6 +44,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -435,7 +436,7 @@ impl System {
         };
         let mut child = spawned.child;
         if !line.is_empty() {
-            assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1/LOCK-3: the ready line");
+            assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", port)), "CLI-1/LOCK-3: the ready line");
             let stderr = child.stderr.take();
             return Outcome::Ready(Instance { child, _stderr: stderr, clients: Vec::new() });
         }
@@ -475,7 +476,7 @@ impl System {
             let _ = waiter.stderr.take().unwrap().read_to_string(&mut err);
             panic!("OPS-4: waiter {winner} on port {p} exited ({status:?}) instead of taking the released port; stderr: {err}");
         }
-        assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "OPS-4/CLI-1: the waiter's ready line");
+        assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", p)), "OPS-4/CLI-1: the waiter's ready line");
         assert_eq!(self.instances.len(), id, "instance ids follow the model");
         let child = waiter.child.take().unwrap();
         self.instances.push(Some(Instance { child, _stderr: waiter.stderr.take(), clients: Vec::new() }));
@@ -614,7 +615,7 @@ impl StateMachineTest for Operations {
                         assert!(err.starts_with(&format!("refusing to stop the holder of {url}: ")), "OPS-3: {err}");
                     } else {
                         assert_eq!(status.code(), Some(3), "OPS-3: stop on a free port; stderr: {err}");
-                        assert!(err.starts_with(&format!("no gateway is listening on {url}: the port is free")), "OPS-3: {err}");
+                        assert!(err.starts_with(&spec::nothing_listening(&url)), "OPS-3: {err}");
                     }
                 }
             }

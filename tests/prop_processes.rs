@@ -38,6 +38,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -374,7 +375,7 @@ fn settle(contender: Contender, port: u16) -> Outcome {
         let stderr = child.stderr.take();
         let manager = notify.try_clone().unwrap();
         let instance = Instance { child, port, stdin: None, stdout, _stderr: stderr, notify: Some(manager), clients: Vec::new() };
-        assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"), "CLI-1: the ready line");
+        assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", port)), "CLI-1: the ready line");
         // OPS-7: readiness is announced once the port is held.
         expect_notification(&notify, "READY=1");
         return Outcome::Ready(instance);
@@ -459,7 +460,7 @@ impl System {
                 };
                 let frame = frame.expect("SHUT-1: close frame without a code");
                 assert_eq!(frame.code, CloseCode::from(1012), "SHUT-1: close code");
-                assert_eq!(frame.reason, "service restart", "SHUT-1: close reason");
+                assert_eq!(frame.reason, spec::close::SERVICE_RESTART.1, "SHUT-1: close reason");
                 let _ = ws.flush();
             }
         }
@@ -577,7 +578,7 @@ impl StateMachineTest for Processes {
                 let stdin = child.stdin.take();
                 let mut inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
                 let line = read_line_with_deadline(&mut inst.stdout, DEADLINE);
-                assert_eq!(line, format!("listening on ws://127.0.0.1:{p}\n"), "the helper's ready line on free port {p}");
+                assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", p)), "the helper's ready line on free port {p}");
                 sys.instances.push(Some(inst));
             }
             Op::Spawn { inst: id } => {

@@ -35,7 +35,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ use serde_json::Value;
 
 use common::process_model::config;
 use common::{gateway_bin, health_pid, run_cmd_within, Holder, DEADLINE};
+use gateway_harness::net::ForeignListener;
+use gateway_harness::spec;
 
 /// Cases run by default (`PROPTEST_CASES` overrides): campaigns of 7 verify runs each, replays
 /// (2 runs each), held ports (1 run each). The whole file takes a few seconds.
@@ -492,8 +494,8 @@ enum HolderKind {
 struct Held {
     addr: SocketAddr,
     process: Option<Holder>,
-    /// A foreign listener, and the accepting thread's stop flag.
-    listener: Option<(std::net::TcpListener, std::sync::Arc<AtomicBool>)>,
+    /// A foreign listener of this process (the harness's), held until dropped.
+    _listener: Option<ForeignListener>,
     stopped: Option<common::StoppedGuard>,
 }
 
@@ -506,40 +508,24 @@ fn hold(kind: HolderKind) -> Held {
             (Some(common::start_and_wait_ready(cmd)), None)
         }
         HolderKind::Foreign { accepting, reuseport } => {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-            socket.set_reuse_port(reuseport).expect("SO_REUSEPORT");
-            socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).expect("bind");
-            socket.listen(16).expect("listen");
-            let listener = std::net::TcpListener::from(socket);
-            let stop = std::sync::Arc::new(AtomicBool::new(false));
-            if accepting {
-                let (l, stop) = (listener.try_clone().expect("clone the listener"), std::sync::Arc::clone(&stop));
-                std::thread::spawn(move || {
-                    for conn in l.incoming() {
-                        drop(conn);
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                    }
-                });
-            }
-            (None, Some((listener, stop)))
+            let listener = if reuseport {
+                let socket = gateway_harness::net::reuseport_listener(0).expect("SO_REUSEPORT listener");
+                ForeignListener::from_listener(socket.into(), accepting)
+            } else {
+                ForeignListener::try_bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), accepting)
+            };
+            (None, Some(listener.expect("foreign listener")))
         }
     };
-    let addr = process.as_ref().map(|h| h.addr).or_else(|| listener.as_ref().and_then(|(l, _)| l.local_addr().ok())).expect("held address");
+    let addr = process.as_ref().map(|h| h.addr).or_else(|| listener.as_ref().map(|l| l.addr)).expect("held address");
     let stopped = matches!(kind, HolderKind::StoppedGateway).then(|| common::StoppedGuard::stop(process.as_ref().expect("gateway").pid()));
-    Held { addr, process, listener, stopped }
+    Held { addr, process, _listener: listener, stopped }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         // Continue a stopped holder before its `Holder` kills and reaps it.
         self.stopped.take();
-        // Wake the accepting thread (if any) so that it ends and closes its copy of the listener.
-        if let Some((_, stop)) = &self.listener {
-            stop.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect_timeout(&self.addr, DEADLINE);
-        }
     }
 }
 
@@ -641,9 +627,8 @@ proptest! {
         let out = run_verify(&serial, &args, &[], &known);
         let seen = format!("{kind:?} {args:?}\nexit {:?}\nstdout {}\nstderr {}", out.code, out.stdout, out.stderr);
         prop_assert_eq!(out.code, Some(3), "VER-4: exit code\n{}", seen);
-        let message = format!(
-            "gateway verify: port {port} is not free: another gateway instance is already listening on ws://127.0.0.1:{port}\n"
-        );
+        let refusal = spec::held_message(&spec::url("127.0.0.1", port));
+        let message = format!("gateway verify: port {port} is not free: {}\n", refusal.trim_start_matches("GatewayLockError: "));
         prop_assert_eq!(&out.stderr, &message, "VER-4: the message\n{}", seen);
         prop_assert!(out.stdout.is_empty(), "{}", seen);
         prop_assert!(out.starts.is_empty(), "VER-4: verify started {} process(es)\n{}", out.starts.len(), seen);

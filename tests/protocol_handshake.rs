@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use gateway_harness::spec;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -65,7 +66,7 @@ fn proto4_protocol_mismatch_closes_1002() {
         ws_json(&mut ws);
         ws_send(&mut ws, &connect_frame(min, max, Some(TEST_TOKEN)));
         let (frames, close) = ws_until_close(&mut ws);
-        assert_eq!(close, (1002, "protocol mismatch".to_string()));
+        assert_eq!(close, common::close_of(spec::close::PROTOCOL_MISMATCH));
         assert_eq!(frames[0]["error"]["code"], "PROTOCOL_MISMATCH");
     }
 }
@@ -82,7 +83,7 @@ fn proto5_wrong_or_missing_token_closes_1008() {
         ws_json(&mut ws);
         ws_send(&mut ws, &connect_frame(4, 4, token));
         let (frames, close) = ws_until_close(&mut ws);
-        assert_eq!(close, (1008, "unauthorized".to_string()));
+        assert_eq!(close, common::close_of(spec::close::UNAUTHORIZED));
         assert_eq!(frames[0]["id"], "connect-1");
         assert_eq!(frames[0]["error"]["code"], code);
         assert!(frames[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -97,7 +98,7 @@ fn proto6_handshake_timeout_closes_1008() {
     assert_eq!(ws_json(&mut ws)["event"], "connect.challenge");
     let (frames, close) = ws_until_close(&mut ws);
     assert!(frames.is_empty(), "{frames:?}");
-    assert_eq!(close, (1008, "handshake timeout".to_string()));
+    assert_eq!(close, common::close_of(spec::close::HANDSHAKE_TIMEOUT));
     // An authenticated client is not subject to it: it still answers after the timeout.
     let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
     let mut idle = ws_connect(gw.addr);
@@ -113,7 +114,7 @@ fn proto7_oversize_frames_close_1009() {
     let mut ws = ws_connect(gw.addr);
     ws_json(&mut ws);
     ws_send(&mut ws, &" ".repeat(64 * 1024 + 1));
-    assert_eq!(ws_until_close(&mut ws).1, (1009, "frame too large".to_string()));
+    assert_eq!(ws_until_close(&mut ws).1, common::close_of(spec::close::TOO_LARGE));
 
     let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
     // 100 KiB after authentication: answered (a malformed request), not closed.
@@ -122,7 +123,7 @@ fn proto7_oversize_frames_close_1009() {
     assert_eq!(ws_json(&mut ws)["id"], "big");
     ws_send(&mut ws, &" ".repeat(1024 * 1024 + 1));
     let (_, close) = ws_until_close(&mut ws);
-    assert_eq!(close, (1009, "frame too large".to_string()));
+    assert_eq!(close, common::close_of(spec::close::TOO_LARGE));
 }
 
 /// A client frame's header: `fin`, `opcode`, a payload of `len` bytes, masked with the all-zero
@@ -173,7 +174,7 @@ fn proto7_preauth_frame_refused_from_its_header_unread() {
         let mut ws = ws_connect(gw.addr);
         ws_json(&mut ws);
         ws.get_mut().write_all(&bytes).unwrap();
-        assert_eq!(ws_until_close(&mut ws), (vec![], (1009, "frame too large".to_string())), "{what}");
+        assert_eq!(ws_until_close(&mut ws), (vec![], common::close_of(spec::close::TOO_LARGE)), "{what}");
     }
     // 64 KiB is within the limit: read, and refused only as a first request that is not connect.
     let mut ws = ws_connect(gw.addr);
@@ -266,12 +267,12 @@ fn proto9_ticks_then_shutdown_event_and_1012() {
     let (frames, close) = ws_until_close(&mut ws);
     let last = frames.last().expect("the shutdown event");
     assert_eq!(last["event"], "shutdown");
-    assert_eq!(last["payload"], json!({"reason": "gateway stopping"}));
-    assert_eq!(close, (1012, "service restart".to_string()));
+    assert_eq!(last["payload"], json!({"reason": spec::SHUTDOWN_REASON}));
+    assert_eq!(close, common::close_of(spec::close::SERVICE_RESTART));
     // An unauthenticated client gets the close only.
     let (frames, close) = ws_until_close(&mut unauthenticated);
     assert!(frames.is_empty(), "{frames:?}");
-    assert_eq!(close, (1012, "service restart".to_string()));
+    assert_eq!(close, common::close_of(spec::close::SERVICE_RESTART));
     assert!(gw.wait().success());
 }
 

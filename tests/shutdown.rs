@@ -3,6 +3,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::io::Write;
 use std::net::TcpStream;
 
@@ -32,7 +33,7 @@ fn shut1_each_signal_closes_clients_with_1012_and_exits_0() {
         let mut clients: Vec<Ws> = (0..3).map(|_| ws_connect(addr)).collect();
         holder.signal(sig);
         for ws in &mut clients {
-            assert_eq!(read_close(ws), (1012, "service restart".to_string()), "{sig}");
+            assert_eq!(read_close(ws), common::close_of(spec::close::SERVICE_RESTART), "{sig}");
             assert_eq!(CloseCode::from(1012), CloseCode::Restart);
             // Answer the close and see the connection end.
             while ws.read().is_ok() {}

@@ -6,6 +6,7 @@
 
 mod common;
 
+use gateway_harness::spec;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -59,7 +60,7 @@ fn start_raw(mut cmd: Command) -> (Holder, String) {
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let line = read_line_with_deadline(&mut stdout, DEADLINE);
-    let addr: SocketAddr = line.trim_end().strip_prefix("listening on ws://").unwrap_or_else(|| panic!("{line:?}")).parse().unwrap();
+    let addr: SocketAddr = spec::ready_addr(&line).unwrap_or_else(|| panic!("{line:?}"));
     (Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None }, line)
 }
 
@@ -107,13 +108,13 @@ fn cli3_empty_variables_are_bad_values_and_gateway_log_is_checked() {
 fn lock4_the_ipv6_wildcard_is_ipv6_only_and_hosts_print_canonically() {
     let scratch = Scratch::new("ipv6");
     let (wild, line) = start_raw(cmd_in(&scratch, &["run", "--host", "::", "--port", "0", "--token", TEST_TOKEN]));
-    assert_eq!(line, format!("listening on ws://[::]:{}\n", wild.port()));
+    assert_eq!(line, format!("{}\n", spec::ready_line("::", wild.port())));
     let port = wild.port().to_string();
     let (v4, line) = start_raw(cmd_in(&scratch, &["run", "--host", "127.0.0.1", "--port", &port, "--token", TEST_TOKEN]));
-    assert_eq!(line, format!("listening on ws://127.0.0.1:{port}\n"));
+    assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", wild.port())));
     drop((wild, v4));
     let (v6, line) = start_raw(cmd_in(&scratch, &["run", "--host", "0:0:0:0:0:0:0:1", "--port", "0", "--token", TEST_TOKEN]));
-    assert_eq!(line, format!("listening on ws://[::1]:{}\n", v6.port()));
+    assert_eq!(line, format!("{}\n", spec::ready_line("::1", v6.port())));
 }
 
 /// LOCK-4, DOOR-2: an IPv4-mapped address is an IPv6 address: printed as `::ffff:a.b.c.d`,
@@ -127,11 +128,14 @@ fn lock4_ipv4_mapped_hosts_print_mapped_and_fail_to_bind() {
         let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", host, "--port", "0"]));
         assert_eq!(status.code(), Some(4), "{host}: {err}");
         assert_eq!(out, "");
-        let prefix = "GatewayLockError: failed to bind gateway socket on ws://[::ffff:127.0.0.1]:0: ";
-        assert!(err.starts_with(prefix) && err.lines().count() == 1, "{host}: {err}");
+        let prefix = spec::bind_failed_prefix("ws://[::ffff:127.0.0.1]:0");
+        assert!(err.starts_with(&prefix) && err.lines().count() == 1, "{host}: {err}");
     }
     let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", "::ffff:10.0.0.1", "--port", "0"]));
-    assert_eq!((status.code(), out.as_str(), err.as_str()), (Some(7), "", "Refusing to bind gateway to ::ffff:10.0.0.1 without auth.\n"));
+    assert_eq!(
+        (status.code(), out.as_str(), err.as_str()),
+        (Some(7), "", format!("{}\n", spec::refusing_without_auth("::ffff:10.0.0.1")).as_str())
+    );
     assert!(!scratch.0.join("state").exists(), "a refused start generated a token");
 }
 
@@ -141,7 +145,7 @@ fn lock4_ipv4_mapped_hosts_print_mapped_and_fail_to_bind() {
 fn err1_localhost_prints_as_127_0_0_1() {
     let scratch = Scratch::new("localhost");
     let (gw, line) = start_raw(cmd_in(&scratch, &["run", "--host", "localhost", "--port", "0", "--token", TEST_TOKEN]));
-    assert_eq!(line, format!("listening on ws://127.0.0.1:{}\n", gw.port()));
+    assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", gw.port())));
     let port = gw.port().to_string();
     let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--host", "LocalHost", "--port", &port, "--token", TEST_TOKEN]));
     assert!(matches!(status.code(), Some(3 | 5)), "{err}");

@@ -82,7 +82,12 @@ pub struct ForeignListener {
 impl ForeignListener {
     /// On `addr` (port 0 for an ephemeral one).
     pub fn try_bind(addr: SocketAddr, answer: bool) -> std::io::Result<Self> {
-        let listener = Arc::new(TcpListener::bind(addr)?);
+        Self::from_listener(TcpListener::bind(addr)?, answer)
+    }
+
+    /// A listener made elsewhere (e.g. [`reuseport_listener`]), answered or not as in [`ForeignListener::try_bind`].
+    pub fn from_listener(listener: TcpListener, answer: bool) -> std::io::Result<Self> {
+        let listener = Arc::new(listener);
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = answer.then(|| {

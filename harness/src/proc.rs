@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -112,19 +112,58 @@ pub fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadli
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
-/// Waits for `child` to exit, or `None` at the deadline.
-pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
+/// A process descriptor of `pid` (Linux 5.3 and later): readable once the process has exited, so
+/// that an exit is seen the moment it happens. `None` where the kernel has none.
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if let Ok(fd) = i32::try_from(fd) {
+            if fd >= 0 {
+                // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
         }
-        if Instant::now() >= end {
-            return None;
-        }
-        // Polling a child's exit status; the deadline bounds it.
-        std::thread::sleep(Duration::from_millis(2));
     }
+    let _ = pid;
+    None
+}
+
+/// Waits (bounded) until `exited()` says so, asking again whenever process `pid` may have exited
+/// (its process descriptor became readable), so an exit is seen the moment it happens. True once
+/// `exited()` said so.
+fn until_exit(pid: u32, deadline: Duration, mut exited: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    let descriptor = pidfd(pid);
+    loop {
+        if exited() {
+            return true;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match &descriptor {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX));
+            }
+            // Polling an exit without a process descriptor; the deadline bounds it.
+            None => std::thread::sleep(left.min(Duration::from_millis(2))),
+        }
+    }
+}
+
+/// Waits for `child` to exit, or `None` at the deadline. The exit is seen at once (see
+/// [`until_exit`]), so timings taken around it are exact.
+pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    until_exit(child.id(), deadline, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 /// Continues and kills a child (and its process group if it leads one), then reaps it.
@@ -189,6 +228,7 @@ impl Drain {
                     return;
                 }
                 guard.0.extend_from_slice(&buf[..n]);
+                cvar.notify_all();
             }
         });
         drain
@@ -198,6 +238,17 @@ impl Drain {
     pub fn so_far(&self) -> String {
         let guard = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&guard.0).into_owned()
+    }
+
+    /// The first line (without its newline) as soon as it is complete, or what came before end of
+    /// file; `None` if neither happened within `deadline`.
+    pub fn first_line(&self, deadline: Duration) -> Option<String> {
+        let (lock, cvar) = &*self.state;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = |d: &mut Drained| !d.1 && !d.0.contains(&b'\n');
+        let (guard, _) = cvar.wait_timeout_while(guard, deadline, waiting).unwrap_or_else(|e| e.into_inner());
+        let line = guard.0.split(|&b| b == b'\n').next().unwrap_or_default();
+        (guard.1 || guard.0.contains(&b'\n')).then(|| String::from_utf8_lossy(line).into_owned())
     }
 
     /// Everything, once the pipe reached end of file, or what came within `deadline` (a process
@@ -280,6 +331,15 @@ impl Proc {
         wait_with_deadline(&mut self.child, deadline).ok_or(TimedOut { what: format!("exit of pid {}", self.pid()), after: deadline })
     }
 
+    /// Waits (bounded) until it has exited, without reaping it: what `/proc/<pid>` says about it
+    /// (its CPU time, say) can still be read. True once it has exited.
+    pub fn await_exit_unreaped(&self, deadline: Duration) -> bool {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        let pid = Pid::from_raw(self.pid() as i32);
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT | WaitPidFlag::WNOHANG;
+        until_exit(self.pid(), deadline, || !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive)))
+    }
+
     /// The rest of stdout after an exit: until end of file or `deadline` (a child may keep it).
     pub fn stdout_rest(&mut self, deadline: Duration) -> String {
         let end = Instant::now() + deadline;
@@ -297,6 +357,11 @@ impl Proc {
     /// All of stderr after an exit: until end of file or `deadline`.
     pub fn stderr(&self, deadline: Duration) -> String {
         self.stderr.until_eof(deadline)
+    }
+
+    /// The first line of stderr as soon as it is complete (see [`Drain::first_line`]).
+    pub fn stderr_first_line(&self, deadline: Duration) -> Option<String> {
+        self.stderr.first_line(deadline)
     }
 
     /// What stderr said so far.
@@ -325,6 +390,18 @@ mod tests {
         let start = Instant::now();
         assert_eq!(Drain::default().until_eof(Duration::from_secs(10)), "");
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_exit_and_a_first_stderr_line_are_seen_without_waiting_for_the_rest() {
+        let line = "echo first >&2; echo second >&2; exit 3";
+        let mut proc = Proc::spawn(Launch::Shell(format!("sh -c '{line}'")).command(), Stdio::null(), true).unwrap();
+        assert_eq!(proc.stderr_first_line(Duration::from_secs(10)).as_deref(), Some("first"));
+        assert!(proc.await_exit_unreaped(Duration::from_secs(10)));
+        assert!(std::path::Path::new(&format!("/proc/{}/stat", proc.pid())).exists(), "not reaped yet");
+        assert_eq!(proc.wait(Duration::from_secs(10)).unwrap().code(), Some(3));
+        let silent = Proc::spawn(Launch::Shell("sleep 30".into()).command(), Stdio::null(), true).unwrap();
+        assert_eq!(silent.stderr_first_line(Duration::from_millis(50)), None);
     }
 
     #[test]

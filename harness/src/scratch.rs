@@ -91,6 +91,12 @@ impl Instance {
         }
     }
 
+    /// Removes the instance's directories and whatever it wrote there (a run that starts thousands
+    /// of instances keeps only those still running).
+    pub fn remove(&self) -> std::io::Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+    }
+
     /// Every file or directory written below the instance's directories, relative to them (empty
     /// for an instance that wrote nothing).
     pub fn written(&self) -> Vec<String> {
@@ -126,6 +132,8 @@ mod tests {
         assert!(one.written().is_empty());
         std::fs::write(one.cwd().join("state.json"), "{}").unwrap();
         assert_eq!(one.written(), ["cwd/state.json"]);
+        one.remove().unwrap();
+        assert!(!one.cwd().exists() && root.exists());
         drop(scratch);
         assert!(!root.exists());
     }

@@ -124,6 +124,18 @@ pub fn holders_of_inode(inode: u64) -> Vec<u32> {
     pids
 }
 
+/// Whether `pid`, or a process it started, has a listening socket on `port` open: readiness of an
+/// implementation without a ready line, told apart from a rival that holds the same port.
+pub fn holds_listener(pid: u32, port: u16) -> bool {
+    let rows = listeners(port);
+    if rows.is_empty() {
+        return false;
+    }
+    let mut pids = vec![pid];
+    pids.extend(crate::reaper::descendants(pid));
+    rows.iter().any(|r| pids.iter().any(|&p| !fds_on_inode(p, r.inode).is_empty()))
+}
+
 /// The `flags` of descriptor `fd` of `pid` (`/proc/<pid>/fdinfo/<fd>`, octal).
 pub fn fd_flags(pid: u32, fd: u32) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
@@ -282,6 +294,9 @@ mod tests {
         let fd = fds_on_inode(std::process::id(), rows[0].inode)[0];
         assert_eq!(fd_cloexec(std::process::id(), fd), Some(true), "std opens sockets close-on-exec");
         assert!(describe_holders(addr).starts_with(&format!("held by pid {}", std::process::id())));
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(holds_listener(std::process::id(), addr.port()) && !holds_listener(other.id(), addr.port()));
+        crate::proc::kill_and_reap(&mut other, false);
         drop(listener);
         // Another process may be given the port as soon as it is released: only ours must be gone.
         assert!(!describe_holders(addr).contains(&format!("pid {} ", std::process::id())));

@@ -21,6 +21,17 @@ pub fn ready_line(host: &str, port: u16) -> String {
     format!("{READY_PREFIX}{}", url(host, port))
 }
 
+/// The address a ready line names (`listening on ws://127.0.0.1:P` -> `127.0.0.1:P`, with or
+/// without its newline); `None` if `line` is not a ready line.
+pub fn ready_addr(line: &str) -> Option<std::net::SocketAddr> {
+    line.trim_end_matches('\n').strip_prefix(READY_PREFIX)?.strip_prefix("ws://")?.parse().ok()
+}
+
+/// `gateway stop`'s line when nothing listens (OPS-3, `spec/cli.md`), exact.
+pub fn nothing_listening(url: &str) -> String {
+    format!("no gateway is listening on {url}: the port is free")
+}
+
 /// ERR-1's line on stderr, exact (`spec/errors.md`).
 pub fn held_message(url: &str) -> String {
     format!("GatewayLockError: another gateway instance is already listening on {url}")
@@ -162,6 +173,8 @@ mod tests {
         assert_eq!(url("127.0.0.1", 1), "ws://127.0.0.1:1");
         assert_eq!(url("::1", 2), "ws://[::1]:2");
         assert_eq!(ready_line("127.0.0.1", 3), "listening on ws://127.0.0.1:3");
+        assert_eq!(ready_addr("listening on ws://[::1]:4\n"), Some("[::1]:4".parse().unwrap()));
+        assert_eq!(ready_addr("listening on 127.0.0.1:4"), None);
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub fn held_message(url: &str) -> String {
     gateway_harness::spec::held_message(url)
 }
 
+/// A close code and reason of `spec/protocol.md` (`gateway_harness::spec::close`) as a client reads it.
+pub fn close_of((code, reason): (u16, &str)) -> (u16, String) {
+    (code, reason.to_string())
+}
+
 /// Path of the shipped binary.
 pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gateway"))
@@ -133,11 +138,7 @@ pub fn scratch_env(cmd: &mut Command) -> tempfile::TempDir {
 /// Reads the ready line `listening on ws://ADDR` (bounded) and returns ADDR.
 pub fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> SocketAddr {
     let line = read_line_with_deadline(stdout, DEADLINE);
-    line.trim_end()
-        .strip_prefix("listening on ws://")
-        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
-        .parse()
-        .expect("address in ready line")
+    gateway_harness::spec::ready_addr(&line).unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
 }
 
 /// Reads one line, failing the test if none arrives before `deadline` (an empty string at end of

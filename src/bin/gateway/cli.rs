@@ -222,6 +222,22 @@ pub struct VerifyArgs {
     /// The gateway executable to verify, called as `EXE run --host 127.0.0.1 --port P` (default: this one).
     #[arg(long, value_name = "EXE")]
     pub exe: Option<std::path::PathBuf>,
+    /// Any implementation, as a shell command with {port} (and optionally {host}, {token}), e.g.
+    /// 'node gateway.js run --port {port} --token {token}'; each instance in fresh directories.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "exe", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub template: Option<String>,
+    /// How an instance shows that it holds the port: its ready line, or a listening socket on the port.
+    #[arg(long, value_enum, default_value = "line")]
+    pub ready: ReadyBy,
+}
+
+/// How an instance verified shows that it holds the port (`gateway verify --ready`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadyBy {
+    /// Its first stdout line is the ready line (`spec/cli.md`).
+    Line,
+    /// It (or a process it started) has a listening socket on the port.
+    Port,
 }
 
 fn parse_host_arg(value: &str) -> Result<IpAddr, gateway_lock::HostError> {

@@ -1,39 +1,28 @@
-//! The driver of a verification run: real gateway processes (spawned, signalled, reaped with
-//! deadlines), WebSocket clients, and the loop that carries out each cycle's plan and checks the
-//! invariants after every step.
+//! The driver of a verification run: the loop that carries out each cycle's plan on the subject's
+//! instances ([`super::subject`]) and WebSocket clients (the harness's), and checks the invariants
+//! after every step.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gateway_lock::ready_line;
+use gateway_harness::net::loopback;
+use gateway_harness::proc::describe_status;
+use gateway_harness::sockets::describe_holders;
+use gateway_harness::spec;
+use gateway_harness::ws::{self, Frame, Ws};
 use indicatif::ProgressBar;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag};
-use nix::unistd::Pid;
 use rand::rngs::StdRng;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::schedule::{CyclePlan, Ending, KillSignal, Limits, MidStart};
+use super::subject::{Instance as Proc, Start, Subject};
 use super::tally::{check_refusal, Invariant, Tally};
 use super::VerifyError;
 
 /// How long anything that should happen "at once" may take before it counts as a hang.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The signal `nix` sends for a [`KillSignal`].
-fn nix_signal(signal: KillSignal) -> Signal {
-    match signal {
-        KillSignal::Kill => Signal::SIGKILL,
-        KillSignal::Term => Signal::SIGTERM,
-        KillSignal::Int => Signal::SIGINT,
-        KillSignal::Abrt => Signal::SIGABRT,
-    }
-}
+/// The close code of a graceful shutdown (SHUT-1).
+const SERVICE_RESTART: u16 = spec::close::SERVICE_RESTART.0;
 
 /// SIGABRT must not write core files (the kernel's `core` pattern writes into the working
 /// directory): children inherit this limit.
@@ -42,186 +31,27 @@ pub(super) fn disable_core_dumps() {
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
 }
 
-/// A private state directory for the gateways started (`XDG_STATE_HOME`, `HOME` and `TMPDIR`,
-/// DOOR-6), so that a gateway
-/// running on this host under the same user is never disturbed; removed at the end.
-pub(super) struct StateDir {
-    pub(super) path: PathBuf,
-}
-
-impl StateDir {
-    pub(super) fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("gateway-verify-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&path);
-        StateDir { path }
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// What a started process did first.
-#[derive(Debug)]
-enum Start {
-    /// It printed this ready line.
-    Ready,
-    /// It exited without a ready line (stdout, exit code, stderr).
-    Exited { stdout: String, code: Option<i32>, stderr: String },
-    /// Neither within the deadline (it has been killed).
-    Hung,
-}
-
-enum Event {
-    FirstLine(String),
-    Exited(String),
-}
-
-/// A started gateway process. A watcher thread reads its first stdout line, drains its stderr
-/// and observes its exit with `waitid(WNOWAIT)`, so the process stays unreaped (its pid cannot
-/// be reused) until [`Proc::wait_exit`] reaps it: signalling it is always safe.
-struct Proc {
-    child: Child,
-    events: Receiver<Event>,
-    first_line: Option<String>,
-    exited: Option<(Option<i32>, Option<i32>, String)>,
-}
-
-impl Proc {
-    fn spawn(exe: &Path, port: u16, state_dir: &Path) -> Result<Proc, VerifyError> {
-        let mut child = Command::new(exe)
-            .args(["run", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("GATEWAY_LOG", "warn")
-            // Nothing left behind (DOOR-6): the gateway's whole world is the private directory.
-            .envs(["XDG_STATE_HOME", "HOME", "TMPDIR"].map(|var| (var, state_dir)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| VerifyError::Spawn { exe: exe.to_path_buf(), source })?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let pid = Pid::from_raw(child.id() as i32);
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(Event::FirstLine(line));
-            let mut err = String::new();
-            let _ = stderr.read_to_string(&mut err);
-            let _ = waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
-            let _ = tx.send(Event::Exited(err));
-        });
-        Ok(Proc { child, events, first_line: None, exited: None })
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// Delivers `signal` unless the process has been reaped; true if delivered.
-    fn signal(&self, signal: KillSignal) -> bool {
-        self.exited.is_none() && kill(self.pid(), nix_signal(signal)).is_ok()
-    }
-
-    fn take_event(&mut self, deadline: Instant) -> bool {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.events.recv_timeout(wait) {
-            Ok(Event::FirstLine(line)) => self.first_line = Some(line),
-            Ok(Event::Exited(stderr)) => {
-                let status = self.child.wait().ok();
-                self.exited = Some((status.and_then(|s| s.code()), status.and_then(|s| s.signal()), stderr));
-            }
-            Err(_) => return false,
-        }
-        true
-    }
-
-    /// The first stdout line ("" at EOF), or None at the deadline.
-    fn first_line(&mut self, deadline: Instant) -> Option<&str> {
-        while self.first_line.is_none() {
-            if !self.take_event(deadline) {
-                return None;
-            }
-        }
-        self.first_line.as_deref()
-    }
-
-    /// Waits for the exit and reaps: (exit code, signal, stderr), or None at the deadline.
-    fn wait_exit(&mut self, deadline: Instant) -> Option<&(Option<i32>, Option<i32>, String)> {
-        while self.exited.is_none() {
-            if !self.take_event(deadline) {
-                return None;
-            }
-        }
-        self.exited.as_ref()
-    }
-
-    /// Kills (SIGKILL) and reaps.
-    fn kill_and_reap(&mut self) {
-        if self.exited.is_none() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            if self.wait_exit(Instant::now() + DEADLINE).is_none() {
-                let _ = self.child.wait();
-            }
-        }
-    }
-
-    /// What the process did first: ready line, exit, or nothing before the deadline.
-    fn start_outcome(&mut self, port: u16, deadline: Instant) -> Start {
-        let ready = ready_line(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-        match self.first_line(deadline).map(str::to_string) {
-            Some(line) if line.trim_end() == ready => Start::Ready,
-            Some(stdout) => match self.wait_exit(deadline) {
-                Some((code, _, stderr)) => Start::Exited { stdout, code: *code, stderr: stderr.clone() },
-                None => {
-                    self.kill_and_reap();
-                    Start::Hung
-                }
-            },
-            None => {
-                self.kill_and_reap();
-                Start::Hung
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill_and_reap();
-    }
-}
-
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-fn connect_client(addr: SocketAddr) -> Result<Ws, String> {
-    let stream = TcpStream::connect_timeout(&addr, DEADLINE).map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_read_timeout(Some(DEADLINE));
-    let _ = stream.set_write_timeout(Some(DEADLINE));
-    let _ = stream.set_nodelay(true);
-    let (ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).map_err(|e| format!("handshake: {e}"))?;
-    Ok(ws)
-}
-
 /// Reads until the close frame (skipping data frames); the close reply is queued, not yet flushed.
-fn read_close(ws: &mut Ws) -> Result<Option<u16>, String> {
+fn read_close(ws: &mut Ws) -> Result<u16, String> {
     loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => return Ok(frame.map(|f| u16::from(f.code))),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+        if let Frame::Close(code, _) = ws::recv(ws)? {
+            return Ok(code);
         }
+    }
+}
+
+/// A close code as seen, for a violation's detail.
+fn seen_close(got: &Result<u16, String>) -> String {
+    match got {
+        Ok(code) => format!("close {code}"),
+        Err(err) => format!("no close ({err})"),
     }
 }
 
 /// The state of a run: what to start, the schedule's RNG, and the counts so far.
 pub(super) struct Verifier {
-    pub(super) exe: PathBuf,
+    pub(super) subject: Subject,
     pub(super) port: u16,
-    pub(super) state_dir: PathBuf,
     pub(super) rng: StdRng,
     pub(super) limits: Limits,
     pub(super) tally: Tally,
@@ -231,7 +61,7 @@ pub(super) struct Verifier {
 
 impl Verifier {
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        loopback(self.port)
     }
 
     fn violate(&mut self, invariant: Invariant, detail: String) {
@@ -244,7 +74,7 @@ impl Verifier {
 
     fn spawn(&mut self) -> Result<Proc, VerifyError> {
         self.tally.starts += 1;
-        Proc::spawn(&self.exe, self.port, &self.state_dir)
+        self.subject.spawn()
     }
 
     fn signal(&mut self, proc: &Proc, signal: KillSignal) {
@@ -255,8 +85,9 @@ impl Verifier {
 
     /// The port must be free now that nothing holds it: a bind of our own succeeds.
     fn check_free(&mut self, invariant: Invariant, after: &str) {
-        if let Err(err) = gateway_lock::bind(self.addr()) {
-            self.violate(invariant, format!("port still held after {after}: {err}"));
+        if let Err(err) = std::net::TcpListener::bind(self.addr()) {
+            let holders = describe_holders(self.addr());
+            self.violate(invariant, format!("port still held after {after}: {err} ({holders})"));
         }
     }
 
@@ -278,7 +109,7 @@ impl Verifier {
         let deadline = Instant::now() + DEADLINE;
         let mut winners = Vec::new();
         for mut proc in procs {
-            match proc.start_outcome(self.port, deadline) {
+            match proc.start_outcome(deadline) {
                 Start::Ready => winners.push(proc),
                 Start::Exited { stdout, code, stderr } => self.check_refused(&stdout, code, &stderr),
                 Start::Hung => self.violate(Invariant::Err1, "a contender neither became ready nor was refused within the deadline".into()),
@@ -317,7 +148,7 @@ impl Verifier {
         if proc.wait_exit(deadline).is_none() {
             self.violate(Invariant::Rel1, format!("a start killed with {} mid-start did not exit", fault.signal.name()));
             proc.kill_and_reap();
-        } else if proc.first_line.as_deref() == Some("") {
+        } else if proc.printed_nothing() {
             self.tally.kills_before_ready += 1;
         }
         self.check_free(Invariant::Rel1, &format!("a start killed with {} mid-start", fault.signal.name()));
@@ -345,7 +176,7 @@ impl Verifier {
         // Clients on the holder.
         let mut clients = Vec::new();
         for _ in 0..plan.clients {
-            match connect_client(self.addr()) {
+            match ws::open(self.addr(), None, DEADLINE) {
                 Ok(ws) => clients.push(ws),
                 Err(err) => self.violate(Invariant::Srv2, format!("a WebSocket client could not connect to the holder: {err}")),
             }
@@ -375,9 +206,9 @@ impl Verifier {
                 // With a client whose close frame we have read but not answered, the holder is
                 // certainly still draining when the second signal arrives.
                 if let Some(ws) = clients.first_mut() {
-                    match read_close(ws) {
-                        Ok(Some(1012)) => {}
-                        other => self.violate(Invariant::Shut1, format!("client got {other:?} on {}, not close 1012", first.name())),
+                    let got = read_close(ws);
+                    if got != Ok(SERVICE_RESTART) {
+                        self.violate(Invariant::Shut1, format!("client got {} on {}, not close 1012", seen_close(&got), first.name()));
                     }
                 }
                 if holder.signal(second) {
@@ -421,11 +252,10 @@ impl Verifier {
     fn finish_holder(&mut self, holder: &mut Proc, clients: &mut [Ws], graceful: bool, invariant: Invariant, what: &str) {
         if graceful {
             for ws in clients.iter_mut() {
-                match read_close(ws) {
-                    Ok(Some(1012)) => {
-                        let _ = ws.flush();
-                    }
-                    other => self.violate(invariant, format!("client got {other:?} on {what}, not close 1012")),
+                let got = read_close(ws);
+                let _ = ws.flush();
+                if got != Ok(SERVICE_RESTART) {
+                    self.violate(invariant, format!("client got {} on {what}, not close 1012", seen_close(&got)));
                 }
             }
         }
@@ -448,9 +278,8 @@ impl Verifier {
     fn reap(&mut self, holder: &mut Proc, graceful: bool, invariant: Invariant, what: &str) {
         let deadline = Instant::now() + DEADLINE;
         match holder.wait_exit(deadline) {
-            Some((code, _, _)) if graceful && *code != Some(0) => {
-                let code = *code;
-                self.violate(invariant, format!("holder exited with {code:?} after {what}, not 0"));
+            Some(status) if graceful && status.code() != Some(spec::exit::OK) => {
+                self.violate(invariant, format!("holder ended with {} after {what}, not exit 0", describe_status(status)));
             }
             Some(_) => {}
             None => {

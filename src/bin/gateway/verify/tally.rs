@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gateway_harness::spec;
+
 use super::schedule::KillSignal;
 
 /// Violation details printed (and kept for `--json`); further violations are only counted.
@@ -66,9 +68,9 @@ impl Invariant {
     }
 }
 
-/// The exact first stderr line of a refusal on `port` (ERR-1).
+/// The exact first stderr line of a refusal on `port` (ERR-1), as the harness holds it from `spec/`.
 pub fn refusal_line(port: u16) -> String {
-    format!("GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:{port}")
+    spec::held_message(&spec::url("127.0.0.1", port))
 }
 
 /// Checks one refused start: exit code 3 (or 5, "held by a healthy gateway"), the exact first
@@ -79,8 +81,9 @@ pub fn check_refusal(port: u16, code: Option<i32>, stdout: &str, stderr: &str) -
     if first != refusal_line(port) {
         found.push((Invariant::Err1, format!("refusal's first stderr line was {first:?}")));
     }
-    if !matches!(code, Some(3) | Some(5)) {
-        found.push((Invariant::Err1, format!("refusal exited with {code:?}, not 3 or 5 (stderr {first:?})")));
+    if !matches!(code, Some(spec::exit::HELD | spec::exit::HELD_BY_GATEWAY)) {
+        let ended = code.map_or("a signal death".to_string(), |c| format!("exit {c}"));
+        found.push((Invariant::Err1, format!("refusal ended with {ended}, not exit 3 or 5 (stderr {first:?})")));
     }
     if !stdout.is_empty() {
         found.push((Invariant::Lock3, format!("refused start printed {stdout:?} on stdout")));

@@ -78,7 +78,7 @@ fn plans_respect_limits_and_cover_every_fault() {
 #[test]
 fn err1_refusal_check_is_exact() {
     let line = refusal_line(18789);
-    assert_eq!(line, "GatewayLockError: another gateway instance is already listening on ws://127.0.0.1:18789");
+    assert_eq!(line, gateway_harness::spec::held_message("ws://127.0.0.1:18789"));
     assert!(check_refusal(18789, Some(3), "", &format!("{line}\n")).is_empty());
     assert!(check_refusal(18789, Some(5), "", &format!("{line}\nheld by pid 1 (gateway)\n")).is_empty());
     let ids = |found: Vec<(Invariant, String)>| found.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
