@@ -1,4 +1,4 @@
-//! The baseline of `just bench` (`bench/benches/lock.rs`): the least a program can do for the
+//! The baseline of `just bench` (`bench/benches/lock/main.rs`): the least a program can do for the
 //! gateway's job — bind and listen on 127.0.0.1:PORT, print the ready line, hold accepted
 //! connections — with std only and one thread (the lines it prints are the spec's, from the
 //! harness). Its figures are the physical limit of the machine for that job.
