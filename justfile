@@ -112,10 +112,10 @@ verify-smoke:
     cargo run --quiet --bin gateway -- verify --cycles 20
 
 # A short crash-recovery verification run against the Node.js port (ports/node, part of `just test`):
-# `gateway verify --template`, each instance in fresh directories (docs/README-verify.md).
-verify-node cycles="20":
+# `gateway verify --template`, each instance in fresh directories (docs/README-verify.md); VERIFY_NODE_CYCLES sets the cycles.
+verify-node:
     cargo build --quiet --bin gateway
-    target/debug/gateway verify --cycles {{cycles}} --template "node $PWD/ports/node/gateway.js run --port {port} --token {token}"
+    target/debug/gateway verify --cycles "${VERIFY_NODE_CYCLES:-20}" --template "node $PWD/ports/node/gateway.js run --port {port} --token {token}"
 
 # A long crash-recovery verification run in release (spec/cli.md, `gateway verify`); extra flags go to it.
 verify *ARGS:
