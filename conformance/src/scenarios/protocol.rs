@@ -324,8 +324,14 @@ fn shutdown(on: &On, gw: &mut Running) -> (Check, Option<Check>) {
         ws::json(&mut unauthed)?;
         let mut probe = half_sent_probe(on)?;
         gw.signal(Signal::SIGTERM);
+        // Every event since hello-ok is read here (ticks, then the shutdown event): seq rises by one from 1.
+        let mut seq = 1u64;
         let event = loop {
             let frame = ws::json(&mut authed).map_err(|e| format!("SIGTERM sent: {e}"))?;
+            if frame["seq"] != seq {
+                return Err(format!("the authenticated client's event number {seq} since hello-ok is {frame}, want seq {seq}"));
+            }
+            seq += 1;
             if frame["event"] != "tick" {
                 break frame;
             }
@@ -339,7 +345,8 @@ fn shutdown(on: &On, gw: &mut Running) -> (Check, Option<Check>) {
         if status.code() != Some(0) {
             return Err(format!("SIGTERM sent: {}, want exit 0", gateway_harness::proc::describe_status(status)));
         }
-        Ok("shutdown event then 1012 to the authenticated client, 1012 only to the other".to_string())
+        Ok("events with seq rising by one from 1, the shutdown event, then 1012 to the authenticated client; 1012 only to the other"
+            .to_string())
     })();
     (result, ready)
 }

@@ -53,7 +53,7 @@ fn timers(ctx: &Ctx) {
     }
 }
 
-/// PROTO-9: two ticks with rising seq.
+/// PROTO-9: two ticks in a row, seq rising by one.
 fn ticks(ws: &mut Ws, tick_ms: u64) -> Check {
     let mut seqs = Vec::new();
     while seqs.len() < 2 {
@@ -63,10 +63,10 @@ fn ticks(ws: &mut Ws, tick_ms: u64) -> Check {
             _ => return Err(format!("waiting for ticks every {tick_ms} ms: {frame}")),
         }
     }
-    if seqs[0] >= seqs[1] {
-        return Err(format!("tick seq {} then {} does not rise", seqs[0], seqs[1]));
+    if seqs[1] != seqs[0] + 1 {
+        return Err(format!("tick seq {} then {}, want it to rise by one", seqs[0], seqs[1]));
     }
-    Ok(format!("ticks every {tick_ms} ms with rising seq {} then {}", seqs[0], seqs[1]))
+    Ok(format!("ticks every {tick_ms} ms with seq rising by one: {} then {}", seqs[0], seqs[1]))
 }
 
 /// PROTO-6: the idle client is closed 1008 at the handshake timeout; the authenticated one is not.
