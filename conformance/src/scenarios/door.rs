@@ -4,7 +4,7 @@
 
 use std::net::TcpStream;
 
-use gateway_harness::net::{loopback, port_free};
+use gateway_harness::net::{loopback, port_free, ForeignListener};
 use gateway_harness::proc::describe_status;
 use gateway_harness::sockets::describe_holders;
 use gateway_harness::{spec, ws};
@@ -28,34 +28,45 @@ fn tokenless(ctx: &Ctx) -> Result<String, &'static str> {
     without_flag(&ctx.subject.template, "--token", "{token}").ok_or("the template does not pass the token as `--token {token}`")
 }
 
-/// DOOR-2: `{host}` 0.0.0.0 without a token: the exact message, exit 7, whether or not the port is held.
+/// DOOR-2: `{host}` 0.0.0.0 without a token: the exact message, exit 7, whether or not the port is
+/// held (decided before the bind: held by the runner's listener, still exit 7, not ERR-1's 3).
 fn no_token_off_loopback(ctx: &Ctx) {
     let template = match (ctx.subject.takes_host(), tokenless(ctx)) {
         (false, _) => return ctx.record("DOOR-2", Verdict::NotApplicable, "the template has no {host}"),
         (_, Err(why)) => return ctx.record("DOOR-2", Verdict::NotApplicable, why),
         (true, Ok(template)) => template,
     };
-    let port = ctx.port();
     let start = Start { host: Some("0.0.0.0"), template: Some(template), ..Start::default() };
-    let result = ctx.subject.run_to_exit(&port.to_string(), &start).and_then(|r| {
-        let want = spec::refusing_without_auth("0.0.0.0");
-        if r.code == Some(spec::exit::NO_AUTH) && first_line(&r.stderr) == want && r.stdout.is_empty() {
-            Ok(format!("--host 0.0.0.0 without a token: exit 7, {want:?}"))
+    let port = ctx.port();
+    let free = refused_without_auth(ctx, port, &start, "port free").and_then(|w| {
+        if port_free(port) {
+            Ok(format!("{w}, nothing bound"))
         } else {
-            Err(format!(
-                "--host 0.0.0.0 without a token: {}, stdout {:?}, stderr {:?}, want exit 7 and {want:?}",
-                r.status,
-                r.stdout,
-                first_line(&r.stderr)
-            ))
+            Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
         }
     });
-    let no_listener = if port_free(port) {
-        Ok("nothing bound".to_string())
-    } else {
-        Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
+    ctx.check("DOOR-2", &free);
+    let held = match ForeignListener::try_bind(loopback(0), false) {
+        Ok(foreign) => refused_without_auth(ctx, foreign.addr.port(), &start, "port held by the runner"),
+        Err(e) => Err(format!("the runner could not listen: {e}")),
     };
-    ctx.check("DOOR-2", &result.and_then(|w| no_listener.map(|n| format!("{w}, {n}"))));
+    ctx.check("DOOR-2", &held);
+}
+
+/// One start with `{host}` 0.0.0.0 and no token on `port` (`what`: free or held): exit 7 and the exact line.
+fn refused_without_auth(ctx: &Ctx, port: u16, start: &Start, what: &str) -> Check {
+    let r = ctx.subject.run_to_exit(&port.to_string(), start).map_err(|e| format!("--host 0.0.0.0 without a token, {what}: {e}"))?;
+    let want = spec::refusing_without_auth("0.0.0.0");
+    if r.code == Some(spec::exit::NO_AUTH) && first_line(&r.stderr) == want && r.stdout.is_empty() {
+        Ok(format!("--host 0.0.0.0 without a token, {what}: exit 7, {want:?}"))
+    } else {
+        Err(format!(
+            "--host 0.0.0.0 without a token, {what}: {}, stdout {:?}, stderr {:?}, want exit 7 and {want:?}",
+            r.status,
+            r.stdout,
+            first_line(&r.stderr)
+        ))
+    }
 }
 
 /// DOOR-5: `GATEWAY_TOKEN` instead of `--token`; `GATEWAY_TOKEN_FILE` naming an empty file: exit 1.
