@@ -2,12 +2,14 @@
 //! without a token, the token from the environment and from files (the runner sets them itself),
 //! the `Origin` allow-list, idle sockets.
 
+use std::io::Read;
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use gateway_harness::net::{loopback, port_free, ForeignListener};
 use gateway_harness::proc::describe_status;
 use gateway_harness::sockets::describe_holders;
-use gateway_harness::{spec, ws};
+use gateway_harness::{human, spec, ws};
 use nix::sys::signal::Signal;
 
 use super::{Ctx, Table};
@@ -140,6 +142,9 @@ fn idle_sockets(ctx: &Ctx) {
         if health["ok"] != true {
             return Err(format!("with {IDLE_SOCKETS} idle sockets open, health answered {health}"));
         }
+        let config = ws::call(&mut client, "c", "config.get")?;
+        let limit = config["payload"]["maxUnauthenticated"].as_u64().map_or(spec::MAX_UNAUTHENTICATED, |m| m as usize);
+        let kept = at_most_open(&idle, limit, deadline)?;
         gw.signal(Signal::SIGTERM);
         let status = gw.proc.wait(deadline).map_err(|e| format!("SIGTERM sent: {e}"))?;
         let free = port_free(port);
@@ -148,7 +153,43 @@ fn idle_sockets(ctx: &Ctx) {
             let held = if free { "free".to_string() } else { describe_holders(loopback(port)) };
             return Err(format!("SIGTERM with {IDLE_SOCKETS} idle sockets: {}, port {held}", describe_status(status)));
         }
-        Ok(format!("{IDLE_SOCKETS} idle sockets: a client still got in; SIGTERM: exit 0, port free"))
+        Ok(format!(
+            "{IDLE_SOCKETS} idle sockets: {kept} kept (maxUnauthenticated {limit}), a client still got in; SIGTERM: exit 0, port free"
+        ))
     })();
     ctx.check("DOOR-4", &result);
+}
+
+/// DOOR-4's limit: at most `limit` (`maxUnauthenticated`) of the idle sockets still open once a
+/// client got in; the others were evicted (closed without an answer: end of stream or a reset).
+/// Polls the sockets' state, bounded by `deadline`, since the gateway may close them a moment later;
+/// returns how many are open.
+fn at_most_open(idle: &[TcpStream], limit: usize, deadline: Duration) -> Result<usize, String> {
+    let end = Instant::now() + deadline;
+    loop {
+        let open = idle.iter().filter(|s| still_open(s)).count();
+        if open <= limit {
+            return Ok(open);
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "timed out: {open} of {IDLE_SOCKETS} idle sockets still open within {} after a client got in, want at most \
+                 maxUnauthenticated ({limit}): the oldest are evicted",
+                human(deadline)
+            ));
+        }
+        // Polling the kernel's socket state; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether the gateway has neither closed nor answered `socket` (a read would block).
+fn still_open(mut socket: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    if socket.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(socket.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    let _ = socket.set_nonblocking(false);
+    open
 }
