@@ -96,8 +96,8 @@ fn empty_token_file(ctx: &Ctx, template: String) -> Check {
     let start = Start { template: Some(template), env: vec![("GATEWAY_TOKEN_FILE", path.clone())], ..Start::default() };
     let r = ctx.subject.run_to_exit(&port.to_string(), &start);
     let _ = std::fs::remove_file(&file);
-    let r = r?;
     let want = spec::token_file_empty(&path);
+    let r = r.map_err(|e| format!("GATEWAY_TOKEN_FILE naming a blank file: {e}, want exit 1 and the line {want:?}"))?;
     if r.code == Some(spec::exit::RUNTIME) && r.stderr.lines().any(|l| l == want) {
         Ok(format!("GATEWAY_TOKEN_FILE naming a blank file: exit 1, {want:?}"))
     } else {

@@ -123,7 +123,7 @@ fn refused_frame(on: &On, what: &str, first: &str, error_code: Option<&str>, wan
     ws::json(&mut ws)?;
     // The gateway may close before a large frame is written completely; the close is what counts.
     let sent = ws::send(&mut ws, first);
-    let (frames, got) = ws::until_close(&mut ws)?;
+    let (frames, got) = ws::until_close(&mut ws).map_err(|e| format!("{what}: {e}, want close {} {:?}", want.0, want.1))?;
     if (got.0, got.1.as_str()) != want {
         let sent = sent.err().map(|e| format!(" (sending: {e})")).unwrap_or_default();
         return Err(format!("{what}: close {} {:?}, want {} {:?}{sent}", got.0, got.1, want.0, want.1));
