@@ -17,7 +17,7 @@ pub const SCENARIOS: Table = &[(&["PROTO-6", "PROTO-9"], timers)];
 /// Timers up to this long are waited for (stated in `spec/README.md`).
 const SHORT_TIMER_MS: u64 = 3000;
 
-/// How late the handshake timeout's close may come (stated in `spec/README.md`).
+/// How late the handshake timeout's close, or a tick, may come (stated in `spec/README.md`).
 const LATE: Duration = Duration::from_secs(1);
 
 /// The instance, an authenticated client, an idle one (and when it was upgraded), the tick interval
@@ -61,18 +61,26 @@ fn timers(ctx: &Ctx) {
     }
 }
 
-/// PROTO-9: two ticks in a row, seq rising by one.
+/// PROTO-9: two ticks in a row, seq rising by one, the second within the interval + [`LATE`] of the first.
 fn ticks(ws: &mut Ws, tick_ms: u64) -> Check {
     let mut seqs = Vec::new();
+    let mut first = Instant::now();
     while seqs.len() < 2 {
         let frame = ws::json(ws).map_err(|e| format!("waiting for ticks every {tick_ms} ms: {e}"))?;
         match frame["seq"].as_u64() {
             Some(seq) if frame["event"] == "tick" && frame["payload"]["ts"].is_u64() => seqs.push(seq),
             _ => return Err(format!("waiting for ticks every {tick_ms} ms: {frame}")),
         }
+        if seqs.len() == 1 {
+            first = Instant::now();
+        }
     }
+    let gap = first.elapsed();
     if seqs[1] != seqs[0] + 1 {
         return Err(format!("tick seq {} then {}, want it to rise by one", seqs[0], seqs[1]));
+    }
+    if gap > Duration::from_millis(tick_ms) + LATE {
+        return Err(format!("ticks {} apart, want every {tick_ms} ms (hello-ok's policy.tickIntervalMs) + {}", human(gap), human(LATE)));
     }
     Ok(format!("ticks every {tick_ms} ms with seq rising by one: {} then {}", seqs[0], seqs[1]))
 }
