@@ -102,10 +102,12 @@ conformance template="" *CLAIMS:
 port-node:
     sh ports/node/test.sh
 
-# The runner proven by mutants (conformance/mutants/mini_port.py --defect NAME: one defect each):
-# the runner must FAIL every one, naming its rows. Part of `unit` (cargo test --workspace).
+# The runner proven by mutants, each with exactly one defect, that it must FAIL naming their rows:
+# conformance/mutants/mini_port.py --defect NAME (the lock rows) and conformance/mutants/node_defects.json,
+# one-edit copies of ports/node/ (the protocol and front-door rows, OPS-1, CLI-2; needs Node.js 20).
+# Part of `unit` (cargo test --workspace).
 conformance-mutants:
-    cargo test --quiet -p gateway-conformance --test mutants
+    cargo test --quiet -p gateway-conformance --test mutants --test node_mutants
 
 # A short crash-recovery verification run (part of `just test`): 20 cycles against the debug build.
 verify-smoke:

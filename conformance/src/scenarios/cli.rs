@@ -14,7 +14,7 @@ pub const SCENARIOS: Table = &[(&["CLI-2"], bad_ports), (&["CLI-3"], port_from_e
 /// CLI-2: `abc`, `65536`, `-1` as the port: exit 2, nothing on stdout, a message on stderr.
 fn bad_ports(ctx: &Ctx) {
     for bad in ["abc", "65536", "-1"] {
-        let result = ctx.subject.run_to_exit(bad, &Start::default()).and_then(|r| {
+        let result = ctx.subject.run_to_exit(bad, &Start::default()).map_err(|e| format!("port {bad:?}: {e}, want exit 2")).and_then(|r| {
             if r.code == Some(spec::exit::USAGE) && r.stdout.is_empty() && !r.stderr.trim().is_empty() {
                 Ok(format!("port {bad:?}: exit 2, {:?}", first_line(&r.stderr)))
             } else {

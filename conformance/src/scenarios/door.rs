@@ -2,12 +2,14 @@
 //! without a token, the token from the environment and from files (the runner sets them itself),
 //! the `Origin` allow-list, idle sockets, the `Host` check.
 
+use std::io::Read;
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
-use gateway_harness::net::{http_raw, loopback, port_free, Answer};
+use gateway_harness::net::{http_raw, loopback, port_free, Answer, ForeignListener};
 use gateway_harness::proc::describe_status;
 use gateway_harness::sockets::describe_holders;
-use gateway_harness::{spec, ws};
+use gateway_harness::{human, spec, ws};
 use nix::sys::signal::Signal;
 
 use super::{Ctx, Table};
@@ -33,34 +35,45 @@ fn tokenless(ctx: &Ctx) -> Result<String, &'static str> {
     without_flag(&ctx.subject.template, "--token", "{token}").ok_or("the template does not pass the token as `--token {token}`")
 }
 
-/// DOOR-2: `{host}` 0.0.0.0 without a token: the exact message, exit 7, whether or not the port is held.
+/// DOOR-2: `{host}` 0.0.0.0 without a token: the exact message, exit 7, whether or not the port is
+/// held (decided before the bind: held by the runner's listener, still exit 7, not ERR-1's 3).
 fn no_token_off_loopback(ctx: &Ctx) {
     let template = match (ctx.subject.takes_host(), tokenless(ctx)) {
         (false, _) => return ctx.record("DOOR-2", Verdict::NotApplicable, "the template has no {host}"),
         (_, Err(why)) => return ctx.record("DOOR-2", Verdict::NotApplicable, why),
         (true, Ok(template)) => template,
     };
-    let port = ctx.port();
     let start = Start { host: Some("0.0.0.0"), template: Some(template), ..Start::default() };
-    let result = ctx.subject.run_to_exit(&port.to_string(), &start).and_then(|r| {
-        let want = spec::refusing_without_auth("0.0.0.0");
-        if r.code == Some(spec::exit::NO_AUTH) && first_line(&r.stderr) == want && r.stdout.is_empty() {
-            Ok(format!("--host 0.0.0.0 without a token: exit 7, {want:?}"))
+    let port = ctx.port();
+    let free = refused_without_auth(ctx, port, &start, "port free").and_then(|w| {
+        if port_free(port) {
+            Ok(format!("{w}, nothing bound"))
         } else {
-            Err(format!(
-                "--host 0.0.0.0 without a token: {}, stdout {:?}, stderr {:?}, want exit 7 and {want:?}",
-                r.status,
-                r.stdout,
-                first_line(&r.stderr)
-            ))
+            Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
         }
     });
-    let no_listener = if port_free(port) {
-        Ok("nothing bound".to_string())
-    } else {
-        Err(format!("after the refusal the port is {}", describe_holders(loopback(port))))
+    ctx.check("DOOR-2", &free);
+    let held = match ForeignListener::try_bind(loopback(0), false) {
+        Ok(foreign) => refused_without_auth(ctx, foreign.addr.port(), &start, "port held by the runner"),
+        Err(e) => Err(format!("the runner could not listen: {e}")),
     };
-    ctx.check("DOOR-2", &result.and_then(|w| no_listener.map(|n| format!("{w}, {n}"))));
+    ctx.check("DOOR-2", &held);
+}
+
+/// One start with `{host}` 0.0.0.0 and no token on `port` (`what`: free or held): exit 7 and the exact line.
+fn refused_without_auth(ctx: &Ctx, port: u16, start: &Start, what: &str) -> Check {
+    let r = ctx.subject.run_to_exit(&port.to_string(), start).map_err(|e| format!("--host 0.0.0.0 without a token, {what}: {e}"))?;
+    let want = spec::refusing_without_auth("0.0.0.0");
+    if r.code == Some(spec::exit::NO_AUTH) && first_line(&r.stderr) == want && r.stdout.is_empty() {
+        Ok(format!("--host 0.0.0.0 without a token, {what}: exit 7, {want:?}"))
+    } else {
+        Err(format!(
+            "--host 0.0.0.0 without a token, {what}: {}, stdout {:?}, stderr {:?}, want exit 7 and {want:?}",
+            r.status,
+            r.stdout,
+            first_line(&r.stderr)
+        ))
+    }
 }
 
 /// DOOR-5: `GATEWAY_TOKEN` instead of `--token`; `GATEWAY_TOKEN_FILE` naming an empty file: exit 1.
@@ -88,8 +101,8 @@ fn empty_token_file(ctx: &Ctx, template: String) -> Check {
     let start = Start { template: Some(template), env: vec![("GATEWAY_TOKEN_FILE", path.clone())], ..Start::default() };
     let r = ctx.subject.run_to_exit(&port.to_string(), &start);
     let _ = std::fs::remove_file(&file);
-    let r = r?;
     let want = spec::token_file_empty(&path);
+    let r = r.map_err(|e| format!("GATEWAY_TOKEN_FILE naming a blank file: {e}, want exit 1 and the line {want:?}"))?;
     if r.code == Some(spec::exit::RUNTIME) && r.stderr.lines().any(|l| l == want) {
         Ok(format!("GATEWAY_TOKEN_FILE naming a blank file: exit 1, {want:?}"))
     } else {
@@ -134,6 +147,9 @@ fn idle_sockets(ctx: &Ctx) {
         if health["ok"] != true {
             return Err(format!("with {IDLE_SOCKETS} idle sockets open, health answered {health}"));
         }
+        let config = ws::call(&mut client, "c", "config.get")?;
+        let limit = config["payload"]["maxUnauthenticated"].as_u64().map_or(spec::MAX_UNAUTHENTICATED, |m| m as usize);
+        let kept = at_most_open(&idle, limit, deadline)?;
         gw.signal(Signal::SIGTERM);
         let status = gw.proc.wait(deadline).map_err(|e| format!("SIGTERM sent: {e}"))?;
         let free = port_free(port);
@@ -142,7 +158,9 @@ fn idle_sockets(ctx: &Ctx) {
             let held = if free { "free".to_string() } else { describe_holders(loopback(port)) };
             return Err(format!("SIGTERM with {IDLE_SOCKETS} idle sockets: {}, port {held}", describe_status(status)));
         }
-        Ok(format!("{IDLE_SOCKETS} idle sockets: a client still got in; SIGTERM: exit 0, port free"))
+        Ok(format!(
+            "{IDLE_SOCKETS} idle sockets: {kept} kept (maxUnauthenticated {limit}), a client still got in; SIGTERM: exit 0, port free"
+        ))
     })();
     ctx.check("DOOR-4", &result);
 }
@@ -193,4 +211,38 @@ fn misdirected(ctx: &Ctx, port: u16, request: &str, what: &str) -> Result<(), St
 fn host_answer(ctx: &Ctx, port: u16, request: &str) -> Result<Answer, String> {
     let text = http_raw(loopback(port), request.as_bytes(), ctx.settings.deadline).map_err(|e| e.to_string())?;
     Answer::parse(&text).ok_or(format!("answer {text:?} to {:?}", first_line(request)))
+}
+
+/// DOOR-4's limit: at most `limit` (`maxUnauthenticated`) of the idle sockets still open once a
+/// client got in; the others were evicted (closed without an answer: end of stream or a reset).
+/// Polls the sockets' state, bounded by `deadline`, since the gateway may close them a moment later;
+/// returns how many are open.
+fn at_most_open(idle: &[TcpStream], limit: usize, deadline: Duration) -> Result<usize, String> {
+    let end = Instant::now() + deadline;
+    loop {
+        let open = idle.iter().filter(|s| still_open(s)).count();
+        if open <= limit {
+            return Ok(open);
+        }
+        if Instant::now() >= end {
+            return Err(format!(
+                "timed out: {open} of {IDLE_SOCKETS} idle sockets still open within {} after a client got in, want at most \
+                 maxUnauthenticated ({limit}): the oldest are evicted",
+                human(deadline)
+            ));
+        }
+        // Polling the kernel's socket state; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether the gateway has neither closed nor answered `socket` (a read would block).
+fn still_open(mut socket: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    if socket.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = matches!(socket.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    let _ = socket.set_nonblocking(false);
+    open
 }

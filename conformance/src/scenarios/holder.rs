@@ -95,10 +95,21 @@ fn live_then_stopped(ctx: &Ctx) -> Check {
     holder.signal(Signal::SIGCONT);
     let answer = answer?;
     let stopped = holder_named(port, pid, &answer, spec::exit::HELD)?;
+    if answer.took > spec::REFUSAL_BOUND {
+        return Err(format!(
+            "SIGSTOPped holder: refused only {} after exec, over the bound of {} (the holder probe is bounded)",
+            human(answer.took),
+            human(spec::REFUSAL_BOUND)
+        ));
+    }
     let said = |start: &str, has: &str| answer.stderr.lines().any(|l| l.starts_with(start) && l.contains(has));
     if !said("  holder: pid ", ", stopped)") || !said("  holder did not answer GET /healthz within", "") {
         let want = "`  holder: pid <pid> (uid <uid>, stopped): ...` and `  holder did not answer GET /healthz within ...`";
         return Err(format!("SIGSTOPped holder: stderr {:?}, want lines {want}", answer.stderr));
     }
-    Ok(format!("live holder: {live}; SIGSTOPped holder: {stopped}, did not answer (bounded: {})", human(took)))
+    Ok(format!(
+        "live holder: {live}; SIGSTOPped holder: {stopped}, did not answer, refused {} after exec ({} in all)",
+        human(answer.took),
+        human(took)
+    ))
 }

@@ -54,7 +54,7 @@ fn protocol(ctx: &Ctx) {
     };
     let on = On { ctx, addr: loopback(port), token };
     ctx.check("PROTO-1", &challenge(&on));
-    ctx.check("PROTO-2", &hello(&on));
+    ctx.check("PROTO-2", &hello(&on, gw.pid()));
     first_frames(&on);
     mismatches(&on);
     bad_tokens(&on);
@@ -91,33 +91,38 @@ fn challenge(on: &On) -> Check {
     Ok("connect.challenge first, a fresh UUID v4 nonce per connection, ts".to_string())
 }
 
-/// PROTO-2: a connect offering 3..=4 with the token gets `hello-ok`.
-fn hello(on: &On) -> Check {
+/// PROTO-2: a connect offering 3..=4 with the token gets `hello-ok`: the fields the client sent
+/// (`auth.scopes`) and those it did not (`server.host`, `server.pid`, a fresh `server.connId`).
+fn hello(on: &On, pid: u32) -> Check {
     let mut ws = on.open()?;
     ws::json(&mut ws)?;
     ws::send(&mut ws, &connect_frame(3, 4, Some(on.token), "conformance"))?;
     let hello = ws::json(&mut ws)?;
     let p = &hello["payload"];
     let features = json!({"methods": spec::METHODS, "events": spec::EVENTS});
-    let ok = hello["type"] == "res"
-        && hello["id"] == "connect-1"
-        && hello["ok"] == true
-        && p["type"] == "hello-ok"
-        && p["protocol"] == spec::PROTOCOL
-        && p["server"]["version"].is_string()
-        && p["server"]["connId"].is_string()
-        && p["server"]["host"].is_string()
-        && p["server"]["pid"].is_u64()
-        && p["features"] == features
-        && p["auth"]["role"] == "operator"
-        && p["policy"]["maxPayload"] == spec::MAX_PAYLOAD
-        && p["policy"]["maxBufferedBytes"] == spec::MAX_BUFFERED_BYTES
-        && p["policy"]["tickIntervalMs"].is_u64();
-    if ok {
-        Ok("connect 3..=4 with the token: hello-ok, protocol 4, server, features, auth, policy".to_string())
-    } else {
-        Err(format!("connect 3..=4 with the token answered {hello}"))
+    let fields = [
+        ("a response to connect-1 with ok true", hello["type"] == "res" && hello["id"] == "connect-1" && hello["ok"] == true),
+        ("payload.type hello-ok", p["type"] == "hello-ok"),
+        ("protocol 4", p["protocol"] == spec::PROTOCOL),
+        ("server.version and server.connId strings", p["server"]["version"].is_string() && p["server"]["connId"].is_string()),
+        ("server.host \"127.0.0.1\"", p["server"]["host"] == "127.0.0.1"),
+        ("server.pid the gateway's", p["server"]["pid"] == pid),
+        ("features", p["features"] == features),
+        ("auth.role \"operator\"", p["auth"]["role"] == "operator"),
+        ("auth.scopes as sent ([\"operator.read\"])", p["auth"]["scopes"] == json!(["operator.read"])),
+        ("policy.maxPayload", p["policy"]["maxPayload"] == spec::MAX_PAYLOAD),
+        ("policy.maxBufferedBytes", p["policy"]["maxBufferedBytes"] == spec::MAX_BUFFERED_BYTES),
+        ("policy.tickIntervalMs", p["policy"]["tickIntervalMs"].is_u64()),
+    ];
+    let wrong: Vec<&str> = fields.iter().filter(|(_, ok)| !ok).map(|(what, _)| *what).collect();
+    if !wrong.is_empty() {
+        return Err(format!("connect 3..=4 with the token (gateway pid {pid}): want {}; answered {hello}", wrong.join(", ")));
     }
+    let (_, other) = on.handshake("conformance-2")?;
+    if other["payload"]["server"]["connId"] == p["server"]["connId"] {
+        return Err(format!("two connections got the same server.connId {}", p["server"]["connId"]));
+    }
+    Ok("connect 3..=4 with the token: hello-ok, protocol 4, server (a fresh connId), features, auth, policy".to_string())
 }
 
 /// Sends `first` (described by `what`) after the challenge; checks the error response (`code`, if any) and the close.
@@ -126,7 +131,7 @@ fn refused_frame(on: &On, what: &str, first: &str, error_code: Option<&str>, wan
     ws::json(&mut ws)?;
     // The gateway may close before a large frame is written completely; the close is what counts.
     let sent = ws::send(&mut ws, first);
-    let (frames, got) = ws::until_close(&mut ws)?;
+    let (frames, got) = ws::until_close(&mut ws).map_err(|e| format!("{what}: {e}, want close {} {:?}", want.0, want.1))?;
     if (got.0, got.1.as_str()) != want {
         let sent = sent.err().map(|e| format!(" (sending: {e})")).unwrap_or_default();
         return Err(format!("{what}: close {} {:?}, want {} {:?}{sent}", got.0, got.1, want.0, want.1));
@@ -327,8 +332,14 @@ fn shutdown(on: &On, gw: &mut Running) -> (Check, Option<Check>) {
         ws::json(&mut unauthed)?;
         let mut probe = half_sent_probe(on)?;
         gw.signal(Signal::SIGTERM);
+        // Every event since hello-ok is read here (ticks, then the shutdown event): seq rises by one from 1.
+        let mut seq = 1u64;
         let event = loop {
             let frame = ws::json(&mut authed).map_err(|e| format!("SIGTERM sent: {e}"))?;
+            if frame["seq"] != seq {
+                return Err(format!("the authenticated client's event number {seq} since hello-ok is {frame}, want seq {seq}"));
+            }
+            seq += 1;
             if frame["event"] != "tick" {
                 break frame;
             }
@@ -342,7 +353,8 @@ fn shutdown(on: &On, gw: &mut Running) -> (Check, Option<Check>) {
         if status.code() != Some(0) {
             return Err(format!("SIGTERM sent: {}, want exit 0", gateway_harness::proc::describe_status(status)));
         }
-        Ok("shutdown event then 1012 to the authenticated client, 1012 only to the other".to_string())
+        Ok("events with seq rising by one from 1, the shutdown event, then 1012 to the authenticated client; 1012 only to the other"
+            .to_string())
     })();
     (result, ready)
 }
