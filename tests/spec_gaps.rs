@@ -102,6 +102,31 @@ fn cli3_empty_variables_are_bad_values_and_gateway_log_is_checked() {
     assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
 }
 
+/// CLI-3, DOOR-3, DOOR-7: the two list variables are the exception to "empty is a bad value": an
+/// empty `GATEWAY_ALLOW_ORIGINS` or `GATEWAY_ALLOW_HOSTS` is an empty list, as when unset (an
+/// empty `Origin` still gets 403); empty items are skipped and items are trimmed.
+#[test]
+fn cli3_empty_list_variables_are_empty_lists() {
+    let scratch = Scratch::new("lists");
+    let upgrade = |addr: SocketAddr, host: &str, origin: &str| {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
+        );
+        http_raw(addr, request.as_bytes())
+    };
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_ORIGINS", "").env("GATEWAY_ALLOW_HOSTS", "");
+    let (gw, _) = start_raw(cmd);
+    assert!(upgrade(gw.addr, "127.0.0.1", "").starts_with("HTTP/1.1 403"), "an empty origin is not allowed");
+    drop(gw);
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_ORIGINS", ",http://app.example ,").env("GATEWAY_ALLOW_HOSTS", " gw.example ,,");
+    let (gw, _) = start_raw(cmd);
+    assert!(upgrade(gw.addr, "gw.example", "").starts_with("HTTP/1.1 403"));
+    assert!(upgrade(gw.addr, "gw.example", "http://app.example").starts_with("HTTP/1.1 101"));
+}
+
 /// LOCK-4: `::` is IPv6 only (an IPv4 gateway on the same port is not refused), and IPv6 hosts
 /// print in their canonical form, bracketed, whatever spelling was asked for.
 #[test]
