@@ -244,13 +244,13 @@ pub enum ReadyBy {
 /// An item of `--allow-origin` / `GATEWAY_ALLOW_ORIGINS` (CLI-3): surrounding whitespace removed;
 /// an empty item is kept as `""` here and left out by [`non_empty`].
 fn parse_list_item(value: &str) -> Result<String, std::convert::Infallible> {
-    Ok(value.trim().to_string())
+    Ok(value.trim_matches([' ', '\t']).to_string())
 }
 
 /// An item of `--allow-host` / `GATEWAY_ALLOW_HOSTS` (CLI-3, DOOR-7): empty (left out by
 /// [`non_empty`]) or a host name or address as in a `Host` header.
 fn parse_allow_host_item(value: &str) -> Result<String, gateway_lock::AllowedHostError> {
-    if value.trim().is_empty() {
+    if value.trim_matches([' ', '\t']).is_empty() {
         return Ok(String::new());
     }
     gateway_lock::parse_allowed_host(value)
