@@ -394,3 +394,21 @@ fn proto2_a_client_that_never_reads_is_not_buffered_for_without_bound() {
     let (mut other, _) = ws_handshake(gw.addr, TEST_TOKEN);
     assert_eq!(ws_call(&mut other, "h", "health")["ok"], true);
 }
+
+/// DOOR-5: a stored token holding only whitespace is an error after the bind, exit 1, with the
+/// exact line (the `<os error>` part of the message is `the stored token is empty`); nothing on
+/// stdout, and the file is left as it was.
+#[test]
+fn door5_a_stored_token_of_only_whitespace_is_an_error() {
+    let scratch = Scratch::new("blank-stored");
+    let dir = scratch.0.join("state").join("gateway-lock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, " \t\n").unwrap();
+    let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--port", "0"]));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(out, "");
+    let line = format!("cannot store generated token in {}: the stored token is empty", path.display());
+    assert!(err.lines().any(|l| l == line), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b" \t\n");
+}
