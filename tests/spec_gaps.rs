@@ -241,10 +241,18 @@ fn proto3_connect_param_types_and_empty_ids() {
         assert_eq!(close, first_not_connect);
     }
     let bad_params = (1008, "invalid connect params".to_string());
-    for (field, value) in [("minProtocol", json!(4.0)), ("maxProtocol", json!("4")), ("minProtocol", json!(-1)), ("scopes", Value::Null)] {
+    for (field, value) in [
+        ("minProtocol", json!(4.0)),
+        ("maxProtocol", json!("4")),
+        ("minProtocol", json!(-1)),
+        ("minProtocol", json!("-0")),
+        ("scopes", Value::Null),
+    ] {
         let mut params = minimal_params();
         params[field] = value.clone();
-        let (reply, close) = first_frame_outcome(gw.addr, &connect_with(params));
+        // `-0` is written as such (a sign is never part of an integer 0-4294967295).
+        let frame = connect_with(params).replace(r#""minProtocol":"-0""#, r#""minProtocol":-0"#);
+        let (reply, close) = first_frame_outcome(gw.addr, &frame);
         assert_eq!((reply["id"].as_str(), reply["error"]["code"].as_str()), (Some("c1"), Some("INVALID_REQUEST")), "{field}={value}");
         assert_eq!(close, bad_params, "{field}={value}");
     }
@@ -411,4 +419,62 @@ fn door5_a_stored_token_of_only_whitespace_is_an_error() {
     let line = format!("cannot store generated token in {}: the stored token is empty", path.display());
     assert!(err.lines().any(|l| l == line), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), b" \t\n");
+}
+
+/// CLI-2: the command line is read from left to right; `--help` or `--version` ends the reading
+/// (exit 0, whatever follows and whatever the environment holds), a bad flag or value before it
+/// is the usage error (exit 2).
+#[test]
+fn cli2_help_and_version_end_the_reading_from_left_to_right() {
+    let scratch = Scratch::new("help");
+    let code = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = cmd_in(&scratch, args);
+        if let Some((key, value)) = env {
+            cmd.env(key, value);
+        }
+        let (status, out, err) = exit_of(cmd);
+        (status.code(), out.is_empty(), err.starts_with("error: "))
+    };
+    assert_eq!(code(&["run", "--help", "--port", "abc"], None), (Some(0), false, false));
+    assert_eq!(code(&["run", "--version", "--bogus"], None), (Some(0), false, false));
+    assert_eq!(code(&["run", "--help"], Some(("GATEWAY_LOG", "bad"))), (Some(0), false, false));
+    assert_eq!(code(&["run", "--help"], Some(("GATEWAY_PORT", "abc"))), (Some(0), false, false));
+    assert_eq!(code(&["run", "--port", "abc", "--help"], None), (Some(2), true, true));
+    assert_eq!(code(&["run", "--bogus", "--version"], None), (Some(2), true, true));
+}
+
+/// PROTO-15: a key is 22 characters of the base64 alphabet and `==`; the padding bits of the
+/// 22nd are not checked (`…AB==` is not the canonical encoding of any 16 bytes, and is accepted).
+#[test]
+fn proto15_the_padding_bits_of_a_key_are_not_checked() {
+    let scratch = Scratch::new("key");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    for (key, status) in [("AAAAAAAAAAAAAAAAAAAAAB==", "101"), ("AAAAAAAAAAAAAAAAAAAAAA==", "101"), ("AAAAAAAAAAAAAAAAAAAAA===", "400")] {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+            gw.addr
+        );
+        let reply = http_raw(gw.addr, request.as_bytes());
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{key}: {reply}");
+    }
+}
+
+/// PROTO-16: the reasons of the two framing closes are exact: 1007 `invalid UTF-8` for a text
+/// message that is not UTF-8, 1002 `protocol error` for a frame with a reserved opcode.
+#[test]
+fn proto16_the_close_reasons_are_exact() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+    let scratch = Scratch::new("reasons");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    for (opcode, payload, expected) in [
+        (OpCode::Data(Data::Text), vec![0xff, 0xfe], (1007, "invalid UTF-8")),
+        (OpCode::Data(Data::Reserved(3)), b"{}".to_vec(), (1002, "protocol error")),
+    ] {
+        let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
+        ws.send(Message::Frame(Frame::message(payload, opcode, true))).expect("send");
+        let (_, close) = ws_until_close(&mut ws);
+        assert_eq!(close, (expected.0, expected.1.to_string()));
+    }
 }
