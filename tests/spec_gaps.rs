@@ -478,3 +478,27 @@ fn proto16_the_close_reasons_are_exact() {
         assert_eq!(close, (expected.0, expected.1.to_string()));
     }
 }
+
+/// CLI-4: a stderr that cannot be written (`/dev/full`) is never a panic: the gateway prints its
+/// ready line, keeps serving after its diagnostics and the generated token's line fail, and exits
+/// 0 on `SIGTERM`; a refused contender still exits with ERR-1's code.
+#[test]
+fn cli4_a_stderr_that_cannot_be_written_is_never_a_panic() {
+    let scratch = Scratch::new("stderr");
+    let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"));
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0"]);
+    cmd.env("GATEWAY_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(full());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let addr = spec::ready_addr(&read_line_with_deadline(&mut stdout, DEADLINE)).expect("ready line");
+    let gw = Holder { stdin: None, stderr: None, child, addr, stdout, scratch: None };
+    assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"), "still serving");
+    let port = gw.port().to_string();
+    let mut contender = cmd_in(&scratch, &["run", "--port", &port, "--token", TEST_TOKEN]);
+    contender.stdin(Stdio::null()).stdout(Stdio::null()).stderr(full());
+    let mut contender = contender.spawn().expect("spawn");
+    let refused = gateway_harness::proc::wait_with_deadline(&mut contender, DEADLINE).expect("the contender exits");
+    assert!(matches!(refused.code(), Some(3 | 5)), "{refused:?}");
+    gw.signal(Signal::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(0));
+}
