@@ -179,7 +179,7 @@ pub(crate) fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
     let Some(origin) = origin else {
         return true;
     };
-    let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
+    let norm = |s: &str| crate::http::trim_ows(s).trim_end_matches('/').to_ascii_lowercase();
     let origin = norm(origin);
     allowed.iter().any(|a| norm(a) == origin)
 }

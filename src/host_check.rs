@@ -36,7 +36,7 @@ impl HostError {
 /// The host part of a `Host` header value (`name`, `1.2.3.4`, `[::1]`, each with an optional
 /// `:port`), lowercased, without brackets and without one trailing dot; `None` if malformed.
 pub(crate) fn host_part(value: &str) -> Option<String> {
-    let value = value.trim();
+    let value = crate::http::trim_ows(value);
     let name_ok = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
@@ -75,7 +75,8 @@ pub(crate) fn served(host: &str, bound: IpAddr, allowed: &[String]) -> bool {
             return true;
         }
     }
-    allowed.iter().filter_map(|a| host_part(a)).any(|a| a == host)
+    let as_ip = |h: &str| h.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    allowed.iter().filter_map(|a| host_part(a)).any(|a| a == host || as_ip(&a).is_some_and(|ip| Some(ip) == as_ip(host)))
 }
 
 /// DOOR-7: checks the `Host` headers of a request (`hosts`, every value in order; `http11`: the
@@ -155,6 +156,35 @@ mod tests {
         assert_eq!(check(&two, true, "127.0.0.1".parse().unwrap(), &[]), Err(HostError::Malformed));
         assert_eq!(HostError::Malformed.status(), Status::BadRequest);
         assert!(parse_allowed("gw.example").is_ok() && parse_allowed("a b").is_err());
+    }
+
+    /// DOOR-7, as `spec/protocol.md` states it for port authors: a name is any run of letters,
+    /// digits, `-`, `.`, `_` (no label or length rules: well-formed, so 421); surrounding spaces
+    /// and tabs are ignored, other white space is not; the port may be empty or up to 5 digits;
+    /// bound to a wildcard, a literal address of either family is served, a name is not.
+    #[test]
+    fn door7_host_grammar_and_wildcard_families() {
+        let long = "x".repeat(300);
+        for name in [".", "a..b", "-a", "a_b", "localhost..", "127.1", "1.2.3.4.5", long.as_str()] {
+            assert_eq!(check1(name, "127.0.0.1", &[]).map_err(|e| e.status()), Err(Status::MisdirectedRequest), "{name}");
+        }
+        for ok in [" localhost\t", "localhost:", "localhost:00080", "LOCALHOST."] {
+            assert_eq!(check1(ok, "127.0.0.1", &[]), Ok(()), "{ok:?}");
+        }
+        for bad in
+            ["\u{a0}localhost", "localhost\u{a0}", "localhost:000080", "localhost:+80", "[127.0.0.1]", "[fe80::1%25lo]", "loc%61lhost"]
+        {
+            assert_eq!(check1(bad, "127.0.0.1", &[]), Err(HostError::Malformed), "{bad:?}");
+        }
+        assert_eq!(check1("[2001:db8::5]", "0.0.0.0", &[]), Ok(()), "an IPv6 literal, bound to 0.0.0.0");
+        assert_eq!(check1("192.0.2.8", "::", &[]), Ok(()), "an IPv4 literal, bound to ::");
+        assert!(check1("gw.example", "0.0.0.0", &[]).is_err() && check1("gw.example", "::", &[]).is_err());
+        assert_eq!(parse_allowed("::1"), Err(AllowedHostError("::1".to_string())), "IPv6 needs brackets");
+        assert_eq!(parse_allowed("[::1]:80").as_deref(), Ok("::1"));
+        let allowed = ["[2001:DB8::5]", "192.0.2.9"];
+        for same in ["[2001:db8:0:0::5]", "[2001:0db8::0005]:1", "[::ffff:192.0.2.9]"] {
+            assert_eq!(check1(same, "127.0.0.1", &allowed), Ok(()), "an allowed address, compared as an address: {same}");
+        }
     }
 
     proptest! {

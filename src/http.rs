@@ -88,8 +88,9 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
         RequestHead { method: req.method.unwrap_or("").to_string(), path, http11: req.version == Some(1), ..RequestHead::default() };
     let (mut upgrade, mut connection_upgrade) = (false, false);
     for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?.trim();
-        let has_token = |token: &str| value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+        let value = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?;
+        let value = trim_ows(value);
+        let has_token = |token: &str| value.split(',').any(|t| trim_ows(t).eq_ignore_ascii_case(token));
         match h.name.to_ascii_lowercase().as_str() {
             "upgrade" => upgrade |= has_token("websocket"),
             "connection" => connection_upgrade |= has_token("upgrade"),
@@ -102,6 +103,12 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Parsed, HeadError> {
     }
     head.wants_websocket = upgrade && connection_upgrade;
     Ok(Parsed::Complete { head, len })
+}
+
+/// `text` without surrounding optional whitespace: spaces and tabs only (RFC 9110 §5.6.3), not
+/// other Unicode white space.
+pub(crate) fn trim_ows(text: &str) -> &str {
+    text.trim_matches([' ', '\t'])
 }
 
 /// The response statuses the gateway sends.

@@ -116,6 +116,32 @@ mod tests {
         assert_eq!(t.turn(later), Duration::ZERO, "drained");
     }
 
+    /// DOOR-8, as `spec/protocol.md` states it for port authors: once the bucket has drained below
+    /// full, a newcomer is looked at at once although turns handed out earlier are still to come
+    /// (the bucket decides, not the queue); the notice counts every failed `connect` since the
+    /// previous notice, those within the quiet window included.
+    #[test]
+    fn door8_a_drained_bucket_lets_a_newcomer_pass_and_the_notice_counts_every_failure() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(t0);
+        for _ in 0..BURST - 1 {
+            assert_eq!(t.record(t0, true), None);
+        }
+        assert_eq!(t.record(t0, true), Some(Engaged { failures: u64::from(BURST) }));
+        let turns: Vec<Duration> = (0..4).map(|_| t.turn(t0)).collect();
+        assert_eq!(turns, [Duration::ZERO, SPACING, SPACING * 2, SPACING * 3]);
+        let drained = t0 + Duration::from_millis(300);
+        assert_eq!(t.turn(drained), Duration::ZERO, "below full: at once, though turns at 400 and 600 ms are still to come");
+        assert_eq!(t.record(drained, true), None, "full again, but within the quiet window");
+        let later = t0 + LOG_WINDOW + Duration::from_secs(1);
+        for _ in 0..BURST - 1 {
+            assert_eq!(t.record(later, true), None);
+        }
+        assert_eq!(t.record(later, true), Some(Engaged { failures: u64::from(BURST) + 1 }), "the quiet failure is carried");
+        assert_eq!(t.turn(later), Duration::ZERO, "turns handed out long ago do not delay a new one");
+        assert_eq!(t.turn(later), SPACING);
+    }
+
     /// Runs an attack: attempts arriving at `arrivals` (sorted), every guess wrong; returns
     /// the times the guesses were looked at, in order. Events are taken in time order, as the
     /// single-threaded server takes them.

@@ -102,6 +102,31 @@ fn cli3_empty_variables_are_bad_values_and_gateway_log_is_checked() {
     assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"));
 }
 
+/// CLI-3, DOOR-3, DOOR-7: the two list variables are the exception to "empty is a bad value": an
+/// empty `GATEWAY_ALLOW_ORIGINS` or `GATEWAY_ALLOW_HOSTS` is an empty list, as when unset (an
+/// empty `Origin` still gets 403); empty items are skipped and items are trimmed.
+#[test]
+fn cli3_empty_list_variables_are_empty_lists() {
+    let scratch = Scratch::new("lists");
+    let upgrade = |addr: SocketAddr, host: &str, origin: &str| {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
+        );
+        http_raw(addr, request.as_bytes())
+    };
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_ORIGINS", "").env("GATEWAY_ALLOW_HOSTS", "");
+    let (gw, _) = start_raw(cmd);
+    assert!(upgrade(gw.addr, "127.0.0.1", "").starts_with("HTTP/1.1 403"), "an empty origin is not allowed");
+    drop(gw);
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]);
+    cmd.env("GATEWAY_ALLOW_ORIGINS", ",http://app.example ,").env("GATEWAY_ALLOW_HOSTS", " gw.example ,,");
+    let (gw, _) = start_raw(cmd);
+    assert!(upgrade(gw.addr, "gw.example", "").starts_with("HTTP/1.1 403"));
+    assert!(upgrade(gw.addr, "gw.example", "http://app.example").starts_with("HTTP/1.1 101"));
+}
+
 /// LOCK-4: `::` is IPv6 only (an IPv4 gateway on the same port is not refused), and IPv6 hosts
 /// print in their canonical form, bracketed, whatever spelling was asked for.
 #[test]
@@ -216,10 +241,18 @@ fn proto3_connect_param_types_and_empty_ids() {
         assert_eq!(close, first_not_connect);
     }
     let bad_params = (1008, "invalid connect params".to_string());
-    for (field, value) in [("minProtocol", json!(4.0)), ("maxProtocol", json!("4")), ("minProtocol", json!(-1)), ("scopes", Value::Null)] {
+    for (field, value) in [
+        ("minProtocol", json!(4.0)),
+        ("maxProtocol", json!("4")),
+        ("minProtocol", json!(-1)),
+        ("minProtocol", json!("-0")),
+        ("scopes", Value::Null),
+    ] {
         let mut params = minimal_params();
         params[field] = value.clone();
-        let (reply, close) = first_frame_outcome(gw.addr, &connect_with(params));
+        // `-0` is written as such (a sign is never part of an integer 0-4294967295).
+        let frame = connect_with(params).replace(r#""minProtocol":"-0""#, r#""minProtocol":-0"#);
+        let (reply, close) = first_frame_outcome(gw.addr, &frame);
         assert_eq!((reply["id"].as_str(), reply["error"]["code"].as_str()), (Some("c1"), Some("INVALID_REQUEST")), "{field}={value}");
         assert_eq!(close, bad_params, "{field}={value}");
     }
@@ -368,4 +401,104 @@ fn proto2_a_client_that_never_reads_is_not_buffered_for_without_bound() {
     assert!(blocked, "{written} bytes of requests written and the gateway still reads them: it buffers the responses without bound");
     let (mut other, _) = ws_handshake(gw.addr, TEST_TOKEN);
     assert_eq!(ws_call(&mut other, "h", "health")["ok"], true);
+}
+
+/// DOOR-5: a stored token holding only whitespace is an error after the bind, exit 1, with the
+/// exact line (the `<os error>` part of the message is `the stored token is empty`); nothing on
+/// stdout, and the file is left as it was.
+#[test]
+fn door5_a_stored_token_of_only_whitespace_is_an_error() {
+    let scratch = Scratch::new("blank-stored");
+    let dir = scratch.0.join("state").join("gateway-lock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, " \t\n").unwrap();
+    let (status, out, err) = exit_of(cmd_in(&scratch, &["run", "--port", "0"]));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(out, "");
+    let line = format!("cannot store generated token in {}: the stored token is empty", path.display());
+    assert!(err.lines().any(|l| l == line), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b" \t\n");
+}
+
+/// CLI-2: the command line is read from left to right; `--help` or `--version` ends the reading
+/// (exit 0, whatever follows and whatever the environment holds), a bad flag or value before it
+/// is the usage error (exit 2).
+#[test]
+fn cli2_help_and_version_end_the_reading_from_left_to_right() {
+    let scratch = Scratch::new("help");
+    let code = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = cmd_in(&scratch, args);
+        if let Some((key, value)) = env {
+            cmd.env(key, value);
+        }
+        let (status, out, err) = exit_of(cmd);
+        (status.code(), out.is_empty(), err.starts_with("error: "))
+    };
+    assert_eq!(code(&["run", "--help", "--port", "abc"], None), (Some(0), false, false));
+    assert_eq!(code(&["run", "--version", "--bogus"], None), (Some(0), false, false));
+    assert_eq!(code(&["run", "--help"], Some(("GATEWAY_LOG", "bad"))), (Some(0), false, false));
+    assert_eq!(code(&["run", "--help"], Some(("GATEWAY_PORT", "abc"))), (Some(0), false, false));
+    assert_eq!(code(&["run", "--port", "abc", "--help"], None), (Some(2), true, true));
+    assert_eq!(code(&["run", "--bogus", "--version"], None), (Some(2), true, true));
+}
+
+/// PROTO-15: a key is 22 characters of the base64 alphabet and `==`; the padding bits of the
+/// 22nd are not checked (`…AB==` is not the canonical encoding of any 16 bytes, and is accepted).
+#[test]
+fn proto15_the_padding_bits_of_a_key_are_not_checked() {
+    let scratch = Scratch::new("key");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    for (key, status) in [("AAAAAAAAAAAAAAAAAAAAAB==", "101"), ("AAAAAAAAAAAAAAAAAAAAAA==", "101"), ("AAAAAAAAAAAAAAAAAAAAA===", "400")] {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+            gw.addr
+        );
+        let reply = http_raw(gw.addr, request.as_bytes());
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{key}: {reply}");
+    }
+}
+
+/// PROTO-16: the reasons of the two framing closes are exact: 1007 `invalid UTF-8` for a text
+/// message that is not UTF-8, 1002 `protocol error` for a frame with a reserved opcode.
+#[test]
+fn proto16_the_close_reasons_are_exact() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+    let scratch = Scratch::new("reasons");
+    let (gw, _) = start_raw(cmd_in(&scratch, &["run", "--port", "0", "--token", TEST_TOKEN]));
+    for (opcode, payload, expected) in [
+        (OpCode::Data(Data::Text), vec![0xff, 0xfe], (1007, "invalid UTF-8")),
+        (OpCode::Data(Data::Reserved(3)), b"{}".to_vec(), (1002, "protocol error")),
+    ] {
+        let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
+        ws.send(Message::Frame(Frame::message(payload, opcode, true))).expect("send");
+        let (_, close) = ws_until_close(&mut ws);
+        assert_eq!(close, (expected.0, expected.1.to_string()));
+    }
+}
+
+/// CLI-4: a stderr that cannot be written (`/dev/full`) is never a panic: the gateway prints its
+/// ready line, keeps serving after its diagnostics and the generated token's line fail, and exits
+/// 0 on `SIGTERM`; a refused contender still exits with ERR-1's code.
+#[test]
+fn cli4_a_stderr_that_cannot_be_written_is_never_a_panic() {
+    let scratch = Scratch::new("stderr");
+    let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"));
+    let mut cmd = cmd_in(&scratch, &["run", "--port", "0"]);
+    cmd.env("GATEWAY_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(full());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let addr = spec::ready_addr(&read_line_with_deadline(&mut stdout, DEADLINE)).expect("ready line");
+    let gw = Holder { stdin: None, stderr: None, child, addr, stdout, scratch: None };
+    assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"), "still serving");
+    let port = gw.port().to_string();
+    let mut contender = cmd_in(&scratch, &["run", "--port", &port, "--token", TEST_TOKEN]);
+    contender.stdin(Stdio::null()).stdout(Stdio::null()).stderr(full());
+    let mut contender = contender.spawn().expect("spawn");
+    let refused = gateway_harness::proc::wait_with_deadline(&mut contender, DEADLINE).expect("the contender exits");
+    assert!(matches!(refused.code(), Some(3 | 5)), "{refused:?}");
+    gw.signal(Signal::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(0));
 }

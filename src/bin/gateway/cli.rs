@@ -52,12 +52,13 @@ pub struct RunArgs {
     pub token_file: Option<std::path::PathBuf>,
     /// A browser origin allowed to open WebSocket connections (repeatable); upgrades carrying any
     /// other `Origin` get 403.
-    #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    #[arg(long = "allow-origin", env = "GATEWAY_ALLOW_ORIGINS", value_delimiter = ',', value_name = "ORIGIN",
+          value_parser = parse_list_item)]
     pub allow_origins: Vec<String>,
     /// A host name (or address) requests may carry in `Host` besides loopback names and addresses
     /// and the bound address (repeatable); any other gets 421.
     #[arg(long = "allow-host", env = "GATEWAY_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST",
-          value_parser = gateway_lock::parse_allowed_host)]
+          value_parser = parse_allow_host_item)]
     pub allow_hosts: Vec<String>,
     /// Time a WebSocket client has, from the upgrade, to complete the `connect` handshake.
     #[arg(long, env = "GATEWAY_HANDSHAKE_TIMEOUT_MS", default_value_t = RunSettings::default().handshake_timeout.as_millis() as u64,
@@ -95,8 +96,8 @@ impl RunArgs {
         RunSettings {
             addr: std::net::SocketAddr::new(self.host, self.port),
             token: self.token_config(),
-            allowed_origins: self.allow_origins.clone(),
-            allowed_hosts: self.allow_hosts.clone(),
+            allowed_origins: non_empty(&self.allow_origins),
+            allowed_hosts: non_empty(&self.allow_hosts),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             tick_interval: Duration::from_millis(self.tick_interval_ms),
             limits: Limits { max_connections: self.max_connections as usize, max_unauthenticated: self.max_unauthenticated as usize },
@@ -238,6 +239,27 @@ pub enum ReadyBy {
     Line,
     /// It (or a process it started) has a listening socket on the port.
     Port,
+}
+
+/// An item of `--allow-origin` / `GATEWAY_ALLOW_ORIGINS` (CLI-3): surrounding whitespace removed;
+/// an empty item is kept as `""` here and left out by [`non_empty`].
+fn parse_list_item(value: &str) -> Result<String, std::convert::Infallible> {
+    Ok(value.trim_matches([' ', '\t']).to_string())
+}
+
+/// An item of `--allow-host` / `GATEWAY_ALLOW_HOSTS` (CLI-3, DOOR-7): empty (left out by
+/// [`non_empty`]) or a host name or address as in a `Host` header.
+fn parse_allow_host_item(value: &str) -> Result<String, gateway_lock::AllowedHostError> {
+    if value.trim_matches([' ', '\t']).is_empty() {
+        return Ok(String::new());
+    }
+    gateway_lock::parse_allowed_host(value)
+}
+
+/// The items of a list flag without the empty ones: an empty `GATEWAY_ALLOW_ORIGINS` or
+/// `GATEWAY_ALLOW_HOSTS` (or an empty item, `a,,b`) is no item, as when it is unset (CLI-3).
+fn non_empty(items: &[String]) -> Vec<String> {
+    items.iter().filter(|item| !item.is_empty()).cloned().collect()
 }
 
 fn parse_host_arg(value: &str) -> Result<IpAddr, gateway_lock::HostError> {

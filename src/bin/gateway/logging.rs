@@ -44,6 +44,9 @@ pub fn init() -> Result<(), BadLogLevel> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
+        // A stderr that cannot be written must not end the gateway: tracing would report the
+        // failed write with `eprintln!`, which panics on that same stderr.
+        .log_internal_errors(false)
         .try_init();
     Ok(())
 }

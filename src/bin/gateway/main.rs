@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Ok(cli) => match logging::init() {
             Ok(()) => execute(cli.command),
             Err(err) => {
-                eprintln!("error: {err}");
+                report::eprint_line(format_args!("error: {err}"));
                 Outcome::BadLogLevel
             }
         },
@@ -67,7 +67,7 @@ fn execute(command: Command) -> Outcome {
         Command::Verify(args) => {
             let result = verify::run(&args);
             if let Err(err) = &result {
-                eprintln!("gateway verify: {err}");
+                report::eprint_line(format_args!("gateway verify: {err}"));
             }
             Outcome::Verify(result)
         }

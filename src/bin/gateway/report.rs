@@ -17,15 +17,25 @@ pub fn print_line(line: impl std::fmt::Display) {
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
+/// Prints `line` on stderr. A stderr that cannot be written (a closed pipe, a full disk) is not
+/// an error and never a panic: a gateway keeps serving and every command keeps its exit code.
+pub fn eprint_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}").and_then(|()| stderr.flush());
+}
+
 /// Shows what `gateway run` reports on the way: a refusal's first line (ERR-1, at once, before the
 /// holder is looked up), the generated or stored token's file, the ready line.
 pub fn run_event(event: RunEvent<'_>) {
     match event {
-        RunEvent::Refused(error) => eprintln!("GatewayLockError: {error}"),
+        RunEvent::Refused(error) => eprint_line(format_args!("GatewayLockError: {error}")),
         RunEvent::TokenGenerated(path) => {
-            eprintln!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display())
+            eprint_line(format_args!("gateway: no token given; generated one and stored it in {} (mode 0600)", path.display()))
         }
-        RunEvent::TokenStored(path) => eprintln!("gateway: no token given; using the one stored in {} (mode 0600)", path.display()),
+        RunEvent::TokenStored(path) => {
+            eprint_line(format_args!("gateway: no token given; using the one stored in {} (mode 0600)", path.display()))
+        }
         RunEvent::Ready(addr) => print_line(ready_line(addr)),
     }
 }
@@ -35,14 +45,14 @@ pub fn run_event(event: RunEvent<'_>) {
 /// range, a warning (`OPS-1`).
 pub fn run_error(err: &RunError, asked_port: u16) {
     let RunError::Refused { holder, .. } = err else {
-        eprintln!("{err}");
+        eprint_line(err);
         return;
     };
     for line in holder_lines(holder) {
-        eprintln!("{line}");
+        eprint_line(line);
     }
     if let Some(warning) = ephemeral_port_warning(asked_port) {
-        eprintln!("warning: {warning}");
+        eprint_line(format_args!("warning: {warning}"));
     }
 }
 
@@ -66,9 +76,9 @@ pub fn stop(addr: SocketAddr, outcome: &Result<StopDone, StopFailed>) {
             done.took.as_millis()
         )),
         Err(failed) => {
-            eprintln!("{}", failed.error);
+            eprint_line(format_args!("{}", failed.error));
             for line in failed.holder.iter().flat_map(|h| holder_lines(h)) {
-                eprintln!("{line}");
+                eprint_line(line);
             }
         }
     }
