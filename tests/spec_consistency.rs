@@ -85,7 +85,7 @@ fn every_invariant_names_existing_tests() {
 
 /// Whether `reference` (a `file::test`, script or fuzz target named by the spec) is a test of one
 /// of the suites of issue 3 that would fail if the invariant broke: a proptest state machine over
-/// real processes (`tests/prop_*.rs`), a proptest in the crate (a `proptest!` test: its
+/// real processes (`tests/it/prop_*.rs`, `tests/prop_verify.rs`), a proptest in the crate (a `proptest!` test: its
 /// parameters are `x in strategy`), a loom model (`src/**/loom_tests.rs`), a fuzz target, or the spin
 /// model of the operations protocol (`spec/model/check.sh`).
 fn is_suite_test(root: &Path, reference: &str) -> bool {
@@ -93,7 +93,8 @@ fn is_suite_test(root: &Path, reference: &str) -> bool {
         return reference.starts_with("fuzz/fuzz_targets/") || reference == "spec/model/check.sh";
     };
     let loom_model = file.starts_with("src/") && file.ends_with("/loom_tests.rs");
-    if loom_model || (file.starts_with("tests/prop_") && file.ends_with(".rs")) {
+    let state_machine = file.starts_with("tests/") && file.rsplit('/').next().is_some_and(|f| f.starts_with("prop_") && f.ends_with(".rs"));
+    if loom_model || state_machine {
         return true;
     }
     let name = path.rsplit("::").next().unwrap();

@@ -1,9 +1,7 @@
 //! Who holds the port (issue 4): the lock refusal names the holder (OPS-1) and `gateway status`
 //! reports it (OPS-2). Real processes, real sockets, a foreign listener and a SIGSTOPped holder.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 fn lines(stderr: &str) -> Vec<&str> {
