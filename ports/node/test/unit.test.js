@@ -5,7 +5,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { parseHost, parsePort, isLoopback, ValueError } = require('../lib/host');
-const { parseHead } = require('../lib/http');
+const { parseHead, route } = require('../lib/http');
 const { FrameReader } = require('../lib/ws');
 const { Session, tokenMatches } = require('../lib/protocol');
 const { parseCommandLine, UsageError, NoAuthError } = require('../lib/cli');
@@ -196,10 +196,10 @@ test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag);
 });
 
 test('DOOR-7: --allow-host takes a name or address (its port ignored); anything else is a usage error', () => {
-  const s = parseCommandLine(['run', '--allow-host', 'GW.example.:443', '--allow-host', '[::1]:8', '--allow-host', '::2'], {}).settings;
+  const s = parseCommandLine(['run', '--allow-host', 'GW.example.:443', '--allow-host', '[::1]:8', '--allow-host', '[::2]'], {}).settings;
   assert.deepEqual(s.allowedHosts, [{ name: 'gw.example' }, { address: '::1', family: 6 }, { address: '::2', family: 6 }]);
   assert.deepEqual(parseCommandLine(['run'], { GATEWAY_ALLOW_HOSTS: 'a.example, b.example' }).settings.allowedHosts, [{ name: 'a.example' }, { name: 'b.example' }]);
-  for (const bad of ['', 'a b', 'a:99999', 'http://a', '-a.example', 'a/b']) {
+  for (const bad of ['a b', 'a:99999', 'http://a', '::1', '::ffff:1.2.3.4', 'a/b', '[127.0.0.1]', 'a\u00a0']) {
     assert.throws(() => parseCommandLine(['run', '--allow-host', bad], {}), /for '--allow-host <HOST>'/, bad);
   }
 });
@@ -327,3 +327,42 @@ test('DOOR-8: the throttle looks at no more than 22 + 5·t failures in any t sec
   assert.equal(quiet.wait(500), 100, 'first come first served: no newcomer overtakes a turn handed out, even once drained');
   assert.equal(quiet.wait(10000), 0, 'drained: free again');
 });
+
+test('DOOR-7: the Host grammar of protocol.md: no label or length rules, an empty port, 127.0.0.1. an address, mapped addresses as IPv4', () => {
+  const loop = { address: '127.0.0.1', family: 4 };
+  const judge = (value, bound = loop, allowed = []) => checkHost([value], '1.1', bound, allowed);
+  for (const name of ['a..b', '-a', '.', 'localhost..', '127.1', '1.2.3.4.5', '0177.0.0.1', 'x'.repeat(300), '_a_', 'a-.b']) {
+    assert.equal(judge(name), 421, `${name}: a well-formed name, not this host's`);
+    assert.equal(judge(name, loop, [parseHostValue(name)]), null, `${name}: served when allowed`);
+  }
+  assert.deepEqual(parseHostValue('.'), { name: '.' }, 'a lone dot stays (removing it would leave nothing)');
+  for (const served of ['localhost:', 'localhost:00080', 'LOCALHOST.', '127.0.0.1.', '127.0.0.1.:80', '[::1]:', '[::ffff:127.0.0.1]', '127.9.9.9']) {
+    assert.equal(judge(served), null, served);
+  }
+  assert.deepEqual(parseHostValue('127.0.0.1.'), { address: '127.0.0.1', family: 4 }, 'an IPv4 address after one trailing dot');
+  for (const malformed of ['localhost:000080', 'localhost:+80', 'localhost:99999', '::1', '[127.0.0.1]', '[fe80::1%25lo]', 'a%b', 'a+b', 'a/b', 'a b', '\u00a0localhost', 'localhost\u00a0', 'l\u00f6', '']) {
+    assert.equal(judge(malformed), 400, JSON.stringify(malformed));
+  }
+  assert.equal(judge(' \tlocalhost\t '), null, 'surrounding spaces and tabs only are removed');
+  const bound = { address: '192.0.2.8', family: 4 };
+  assert.equal(judge('[::ffff:192.0.2.8]:80', bound), null, 'a mapped address is compared as its IPv4 address: the bound one');
+  assert.equal(judge('[::ffff:c000:209]', { address: '198.51.100.1', family: 4 }, [parseHostValue('192.0.2.9')]), null, 'and an allowed one');
+  assert.equal(judge('[::ffff:192.0.2.9]', bound), 421);
+  assert.equal(judge('[2001:db8:0::5]', loop, [parseHostValue('[2001:DB8::5]')]), null, 'addresses compared as addresses');
+  assert.equal(judge('[2001:db8::5]', { address: '0.0.0.0', family: 4 }), null, 'a wildcard serves every address of either family');
+  assert.equal(judge('192.0.2.8', { address: '::', family: 6 }), null);
+  assert.equal(judge('gw.example', { address: '0.0.0.0', family: 4 }), 421, 'but not names');
+});
+
+test('DOOR-7 SRV-3: header values lose surrounding spaces and tabs only; a value that is not UTF-8 is 400', () => {
+  const head = (host) => parseHead(Buffer.concat([Buffer.from('GET /healthz HTTP/1.1\r\nHost:'), host, Buffer.from('\r\n\r\n')]));
+  assert.deepEqual(head(Buffer.from(' \t localhost \t')).request.headers.get('host'), ['localhost']);
+  assert.deepEqual(head(Buffer.from('\u00a0localhost', 'utf8')).request.headers.get('host'), ['\u00a0localhost'], 'a no-break space stays');
+  assert.deepEqual(head(Buffer.from([0x6c, 0xff])), { status: 400 }, 'not UTF-8');
+  const gw = { settings: { host: { address: '127.0.0.1', family: 4 }, allowedHosts: [] }, shuttingDown: false, health: () => ({}), originAllowed: () => true };
+  assert.equal(route(head(Buffer.from('\u00a0localhost', 'utf8')).request, gw).status, 400, 'a no-break space makes Host malformed');
+  const upgrade = (key) => parseHead(Buffer.from(`GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`, 'utf8')).request;
+  assert.equal(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\u00a0'), gw).status, 400, 'the key is trimmed of spaces and tabs only');
+  assert.deepEqual(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\t'), gw), { upgrade: 'AAAAAAAAAAAAAAAAAAAAAA==' });
+});
+
