@@ -151,7 +151,7 @@ const { safeText } = require('../lib/text');
 const { joinArguments, shownName } = require('../lib/holder');
 const { Throttle } = require('../lib/throttle');
 const { checkHost, parseHostValue } = require('../lib/hostcheck');
-const { BadLogLevel } = require('../lib/cli');
+const { BadLogLevel, normalOrigin } = require('../lib/cli');
 
 test('LOCK-4: hosts accepted in order and printed as cli.md "Hosts" says (RFC 5952, mapped addresses dotted)', () => {
   const printed = (text) => parseHost(text).address;
@@ -175,7 +175,7 @@ test('CLI-2: --port takes ASCII digits after an optional +, leading zeros allowe
 });
 
 test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag); GATEWAY_LOG takes six levels', () => {
-  for (const name of ['GATEWAY_PORT', 'GATEWAY_HOST', 'GATEWAY_TOKEN', 'GATEWAY_TOKEN_FILE', 'GATEWAY_PROFILE',
+  for (const name of ['GATEWAY_PORT', 'GATEWAY_HOST', 'GATEWAY_TOKEN', 'GATEWAY_TOKEN_FILE',
     'GATEWAY_HANDSHAKE_TIMEOUT_MS', 'GATEWAY_TICK_INTERVAL_MS', 'GATEWAY_MAX_CONNECTIONS', 'GATEWAY_MAX_UNAUTHENTICATED']) {
     assert.throws(() => parseCommandLine(['run'], { [name]: '' }), (e) => e instanceof UsageError && e.message.includes(`(from ${name})`), name);
   }
@@ -192,7 +192,8 @@ test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag);
   }
   assert.deepEqual(parseCommandLine(['run', '--help'], { GATEWAY_LOG: 'bad' }), { help: true }, 'not for --help');
   assert.deepEqual(parseCommandLine(['run', '-V'], { GATEWAY_LOG: 'bad' }), { version: true }, 'not for --version');
-  assert.throws(() => parseCommandLine(['run', '--port', 'x'], { GATEWAY_LOG: 'bad' }), BadLogLevel, 'before anything else');
+  assert.throws(() => parseCommandLine(['run'], { GATEWAY_LOG: 'bad', GATEWAY_PORT: 'x' }), BadLogLevel, 'before every other variable');
+  assert.throws(() => parseCommandLine(['run', '--port', 'x'], { GATEWAY_LOG: 'bad' }), UsageError, 'the command line is read before the environment');
 });
 
 test('DOOR-7: --allow-host takes a name or address (its port ignored); anything else is a usage error', () => {
@@ -364,5 +365,67 @@ test('DOOR-7 SRV-3: header values lose surrounding spaces and tabs only; a value
   const upgrade = (key) => parseHead(Buffer.from(`GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`, 'utf8')).request;
   assert.equal(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\u00a0'), gw).status, 400, 'the key is trimmed of spaces and tabs only');
   assert.deepEqual(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\t'), gw), { upgrade: 'AAAAAAAAAAAAAAAAAAAAAA==' });
+});
+
+test('CLI-3 DOOR-3 DOOR-7: list items are split at commas, trimmed of spaces and tabs, empty ones skipped, in flags and variables alike', () => {
+  const settings = (args, env = {}) => parseCommandLine(['run', ...args], env).settings;
+  assert.deepEqual(settings(['--allow-host', ' a.example ,, [::1]:8,\t', '--allow-host', 'b']).allowedHosts,
+    [{ name: 'a.example' }, { address: '::1', family: 6 }, { name: 'b' }]);
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_HOSTS: ' gw.example ,,' }).allowedHosts, [{ name: 'gw.example' }]);
+  assert.deepEqual(settings(['--allow-origin', 'https://A.example/, \thttp://b.example ']).allowedOrigins, ['https://a.example', 'http://b.example']);
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_ORIGINS: 'https://a.example,,' }).allowedOrigins, ['https://a.example']);
+  for (const empty of [['--allow-origin', ''], ['--allow-origin', ' , '], ['--allow-origin=']]) {
+    assert.deepEqual(settings(empty).allowedOrigins, [], `${empty}: no origin, not the empty origin`);
+  }
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_ORIGINS: '' }).allowedOrigins, []);
+  assert.deepEqual(settings(['--allow-origin', ''], { GATEWAY_ALLOW_ORIGINS: 'https://a.example' }).allowedOrigins, [], 'a given flag: its variable is not looked at');
+  assert.throws(() => settings(['--allow-host', 'b,a\u00a0']), UsageError, 'only spaces and tabs are trimmed');
+});
+
+test('DOOR-3: an empty Origin gets 403 whatever the lists; origins lose surrounding spaces and tabs only', () => {
+  const { Gateway } = require('../lib/gateway');
+  const gw = (args) => ({ originAllowed: (o) => Gateway.prototype.originAllowed.call({ settings: parseCommandLine(['run', ...args], {}).settings }, o) });
+  for (const args of [[], ['--allow-origin', ''], ['--allow-origin', ',https://a.example']]) {
+    assert.equal(gw(args).originAllowed(''), false, JSON.stringify(args));
+  }
+  const g = gw(['--allow-origin', 'https://a.example']);
+  assert.equal(g.originAllowed(' HTTPS://A.example// \t'), true);
+  assert.equal(g.originAllowed('\u00a0https://a.example'), false, 'a no-break space is not trimmed');
+  assert.equal(normalOrigin('\u00a0x\u00a0'), '\u00a0x\u00a0');
+});
+
+test('CLI-2: the command line read from left to right: --help/--version end it, a bad flag or value before them wins', () => {
+  const read = (...args) => parseCommandLine(['run', ...args], {});
+  assert.deepEqual(read('--help', '--port', 'abc'), { help: true });
+  assert.deepEqual(read('--version', '--bogus'), { version: true });
+  for (const before of [['--port', 'abc'], ['--bogus'], ['--port', '1', '--port', '1'], ['-p', '-1'], ['--allow-host', '::1'], ['--token', '-abc']]) {
+    for (const info of ['--help', '-h', '--version', '-V']) {
+      assert.throws(() => read(...before, info), UsageError, `${before} ${info}`);
+    }
+  }
+  assert.deepEqual(parseCommandLine(['run', '-h'], { GATEWAY_PROFILE: 'work', GATEWAY_PORT: 'x' }), { help: true }, 'no variable beats --help');
+});
+
+test('CLI-2: -p takes -pN and -p=N; a value beginning with - must follow = (but --port takes a negative number as a bad value)', () => {
+  const port = (...args) => parseCommandLine(['run', ...args], {}).settings.port;
+  assert.deepEqual([port('-p80'), port('-p=80'), port('-p', '80'), port('--port=80'), port('--port', '+80')], [80, 80, 80, 80, 80]);
+  for (const bad of [['-p'], ['-p='], ['-pabc'], ['-p=-1'], ['-p80', '--port', '80']]) {
+    assert.throws(() => port(...bad), UsageError, String(bad));
+  }
+  assert.throws(() => port('--port', '-1'), (e) => e instanceof UsageError && e.message.startsWith("invalid value '-1' for '--port <PORT>'"));
+  assert.throws(() => port('-p', '-1'), (e) => e instanceof UsageError && e.message.startsWith("invalid value '-1' for '--port <PORT>'"));
+  assert.throws(() => parseCommandLine(['run', '--token', '-abc'], {}), (e) => e instanceof UsageError && e.message.includes("unexpected argument '-abc'"));
+  assert.throws(() => parseCommandLine(['run', '--token', '--port', '1'], {}), UsageError, 'a flag is not a value');
+  assert.equal(parseCommandLine(['run', '--token=-abc'], {}).settings.token, '-abc');
+  assert.equal(parseCommandLine(['run', '--token', 'a-b'], {}).settings.token, 'a-b');
+  assert.throws(() => parseCommandLine(['run', '-x'], {}), UsageError);
+});
+
+test('CLI-3: a port without profiles refuses a set GATEWAY_PROFILE of any value, naming it', () => {
+  for (const profile of ['', 'work', 'default', ' ']) {
+    assert.throws(() => parseCommandLine(['run', '--port', '0'], { GATEWAY_PROFILE: profile }),
+      (e) => e instanceof UsageError && e.message.includes("'GATEWAY_PROFILE'"), JSON.stringify(profile));
+  }
+  assert.throws(() => parseCommandLine(['run', '--profile', 'work'], {}), UsageError, '--profile is an unknown flag');
 });
 
