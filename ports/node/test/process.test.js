@@ -117,8 +117,7 @@ test('DOOR-5 DOOR-6: one generated token per profile, stored 0600, reused on any
   assert.deepEqual(fs.readdirSync(path.dirname(file)), ['token'], 'one file, no temporary left');
   fs.writeFileSync(file, ' \n');
   const blank = await h.runGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir });
-  assert.equal(blank.code, 1);
-  assert.ok(blank.stderr.startsWith(`cannot store generated token in ${file}: `), blank.stderr);
+  assert.deepEqual([blank.code, blank.stderr], [1, `cannot store generated token in ${file}: the stored token is empty\n`], 'the exact line (errors.md)');
   const home = h.startGateway(['run', '--port', '0'], { HOME: s.dir, XDG_STATE_HOME: 'relative' });
   await h.within(home.ready, 'ready line');
   await stop(home);

@@ -429,3 +429,9 @@ test('CLI-3: a port without profiles refuses a set GATEWAY_PROFILE of any value,
   assert.throws(() => parseCommandLine(['run', '--profile', 'work'], {}), UsageError, '--profile is an unknown flag');
 });
 
+test('DOOR-5: token files and the stored token are trimmed of Unicode White_Space (not JavaScript trim())', () => {
+  const { trimWhiteSpace } = require('../lib/token');
+  assert.equal(trimWhiteSpace('\u0085\u3000 tok \t\n\u2029'), 'tok', 'NEL is White_Space');
+  assert.equal(trimWhiteSpace('\ufefftok\ufeff'), '\ufefftok\ufeff', 'U+FEFF is not');
+  assert.equal(trimWhiteSpace('\u200btok'), '\u200btok', 'nor U+200B');
+});
