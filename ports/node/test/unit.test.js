@@ -429,6 +429,18 @@ test('CLI-3: a port without profiles refuses a set GATEWAY_PROFILE of any value,
   assert.throws(() => parseCommandLine(['run', '--profile', 'work'], {}), UsageError, '--profile is an unknown flag');
 });
 
+test('PROTO-3: minProtocol and maxProtocol take digits alone: -0 is malformed params', () => {
+  const first = (text) => new Session(gateway).onMessage(Buffer.from(text));
+  for (const raw of ['-0', '-0.0', '-0e0']) {
+    for (const field of ['minProtocol', 'maxProtocol']) {
+      const over = field === 'minProtocol' ? `"minProtocol":${raw}` : `"maxProtocol":${raw}`;
+      const text = connect({ minProtocol: 0, maxProtocol: 4 }).replace(field === 'minProtocol' ? '"minProtocol":0' : '"maxProtocol":4', over);
+      assert.deepEqual(first(text).close, [1008, 'invalid connect params'], `${field} ${raw}`);
+    }
+  }
+  assert.equal(first(connect({ minProtocol: 0, maxProtocol: 4 })).send[0].payload.type, 'hello-ok', '0 written as 0 is fine');
+});
+
 test('DOOR-5: token files and the stored token are trimmed of Unicode White_Space (not JavaScript trim())', () => {
   const { trimWhiteSpace } = require('../lib/token');
   assert.equal(trimWhiteSpace('\u0085\u3000 tok \t\n\u2029'), 'tok', 'NEL is White_Space');
