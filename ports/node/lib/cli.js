@@ -2,7 +2,7 @@
 // The command line of `gateway run` (cli.md): flags, their environment variables, typed settings out.
 // Pure: no I/O. A bad value is a UsageError (exit 2), never a retry.
 const { ValueError, parseHost, parsePort, parseInteger, isLoopback } = require('./host');
-const { parseHostValue } = require('./hostcheck');
+const { parseHostValue, trimSpacesAndTabs } = require('./hostcheck');
 const { safeText } = require('./text');
 
 const VERSION = require('../package.json').version;
@@ -25,8 +25,8 @@ Options:
   -p, --port N                 0-65535; 0 lets the OS choose [env: GATEWAY_PORT] [default: 18789]
   --token TOKEN                the token clients present in connect [env: GATEWAY_TOKEN]
   --token-file PATH            a file holding the token, read after the bind [env: GATEWAY_TOKEN_FILE]
-  --allow-origin ORIGIN        a browser origin allowed to upgrade (repeatable) [env: GATEWAY_ALLOW_ORIGINS]
-  --allow-host HOST            a name requests may carry in Host besides loopback and the bound address (repeatable) [env: GATEWAY_ALLOW_HOSTS]
+  --allow-origin ORIGIN        browser origins allowed to upgrade (repeatable, comma-separated) [env: GATEWAY_ALLOW_ORIGINS]
+  --allow-host HOST            names or addresses ([IPv6] bracketed) requests may carry in Host besides loopback and the bound address (repeatable, comma-separated) [env: GATEWAY_ALLOW_HOSTS]
   --handshake-timeout-ms MS    1-600000 [env: GATEWAY_HANDSHAKE_TIMEOUT_MS] [default: 10000]
   --tick-interval-ms MS        10-3600000 [env: GATEWAY_TICK_INTERVAL_MS] [default: 30000]
   --max-connections N          1-100000 [env: GATEWAY_MAX_CONNECTIONS] [default: 256]
@@ -41,10 +41,10 @@ const nonEmpty = (text) => {
   if (text === '') throw new ValueError('the value must not be empty');
   return text;
 };
-/** An `--allow-host` value: a host name or address, a `:port` ignored. */
+/** An `--allow-host` item: a host as a `Host` header carries it (IPv6 bracketed), a `:port` ignored. */
 const allowHost = (text) => {
-  const host = parseHostValue(text, { bareIpv6: true });
-  if (host === null) throw new ValueError('not a host name or address');
+  const host = parseHostValue(text);
+  if (host === null) throw new ValueError('not a host as a Host header carries it (a name, an IPv4 address or a bracketed IPv6 address, optionally with :port)');
   return host;
 };
 const FLAGS = {
@@ -57,11 +57,13 @@ const FLAGS = {
   maxConnections: ['--max-connections <N>', 'GATEWAY_MAX_CONNECTIONS', integer(1, 100000)],
   maxUnauthenticated: ['--max-unauthenticated <N>', 'GATEWAY_MAX_UNAUTHENTICATED', integer(1, 100000)],
 };
-/** Flags that may be repeated, collected into lists: name -> [label, environment variable (comma-separated)]. */
+/** Flags that may be repeated, their values split at commas into lists: name -> [label, environment variable]. */
 const LISTS = {
   allowOrigin: ['--allow-origin <ORIGIN>', 'GATEWAY_ALLOW_ORIGINS'],
   allowHost: ['--allow-host <HOST>', 'GATEWAY_ALLOW_HOSTS'],
 };
+/** How each list item is taken: an origin in its compared form (DOOR-3); a host as `Host` carries it (DOOR-7). */
+const LIST_PARSERS = { allowOrigin: (text) => normalOrigin(text), allowHost };
 const NAMES = {
   '--allow-origin': 'allowOrigin', '--allow-host': 'allowHost',
   '--host': 'host', '--port': 'port', '-p': 'port', '--token': 'token', '--token-file': 'tokenFile',
@@ -74,69 +76,101 @@ const LOG_LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
 /** Printable form of untrusted text (OPS-9): control characters escaped, never raw on a terminal. */
 const shown = (text) => safeText(text);
 
-/** Splits argv into raw flag values; `--flag=value` and `--flag value` alike. */
+/** The flag named by `arg` and the value written in it (`--flag=value`, `-pN`, `-p=N`), if any. */
+function splitFlag(arg) {
+  if (arg.startsWith('--')) {
+    const eq = arg.indexOf('=');
+    return eq > 0 ? { flag: arg.slice(0, eq), inline: arg.slice(eq + 1) } : { flag: arg };
+  }
+  if (arg.startsWith('-p') && arg.length > 2) return { flag: '-p', inline: arg.slice(arg[2] === '=' ? 3 : 2) };
+  return { flag: arg };
+}
+
+/**
+ * A flag's value given as the next argument: one that begins with `-` is read as a flag, not a value
+ * (cli.md, CLI-2), except a negative number for `--port`/`-p` (then a bad port).
+ */
+function nextValue(name, label, next) {
+  if (next === undefined) throw new UsageError(`a value is required for '${label}' but none was supplied`);
+  if (next.startsWith('-') && !(name === 'port' && /^-[0-9]+$/.test(next))) {
+    if (NAMES[splitFlag(next).flag] || ['-h', '--help', '-V', '--version'].includes(next)) {
+      throw new UsageError(`a value is required for '${label}' but none was supplied`);
+    }
+    throw new UsageError(`unexpected argument '${shown(next)}' found`);
+  }
+  return next;
+}
+
+/**
+ * Reads argv from left to right (cli.md, CLI-2): `--help`/`--version` end the reading; a bad flag or value
+ * met before them is the usage error. Returns `{ help }`, `{ version }` or `{ values, lists }`: each flag's
+ * parsed value, and each list flag's parsed items (present only when the flag was given).
+ */
 function collect(args) {
-  const raw = {};
-  const lists = { allowOrigin: [], allowHost: [] };
+  const values = {};
+  const lists = {};
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === '-h' || arg === '--help') return { help: true };
     if (arg === '-V' || arg === '--version') return { version: true };
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const { flag, inline } = splitFlag(arg);
     const name = NAMES[flag];
     if (!name) throw new UsageError(`unexpected argument '${shown(arg)}' found`);
-    const value = eq > 0 ? arg.slice(eq + 1) : args[++i];
     const label = (LISTS[name] || FLAGS[name])[0];
-    if (value === undefined) throw new UsageError(`a value is required for '${label}' but none was supplied`);
-    if (name in lists) lists[name].push(value);
-    else if (name in raw) throw new UsageError(`the argument '${label}' cannot be used multiple times`);
-    else raw[name] = value;
+    const text = inline !== undefined ? inline : nextValue(name, label, args[++i]);
+    if (name in LISTS) lists[name] = (lists[name] || []).concat(listItems(name, text, false));
+    else if (name in values) throw new UsageError(`the argument '${label}' cannot be used multiple times`);
+    else values[name] = parsed(name, text, false);
   }
-  return { raw, lists };
+  return { values, lists };
 }
 
-/** Any `--help`/`--version` in argv wins over everything else, bad values and GATEWAY_LOG included. */
-function wantsInfo(args) {
-  for (const arg of args) {
-    if (arg === '-h' || arg === '--help') return { help: true };
-    if (arg === '-V' || arg === '--version') return { version: true };
+/** `text` parsed as flag `name`'s value; a bad value is a UsageError naming the flag (and the variable). */
+function parsed(name, text, fromVariable) {
+  const [label, variable, parse] = FLAGS[name];
+  try {
+    return parse(text);
+  } catch (err) {
+    if (!(err instanceof ValueError)) throw err;
+    const source = fromVariable ? ` (from ${variable})` : '';
+    throw new UsageError(`invalid value '${shown(text)}' for '${label}'${source}: ${err.message}`);
   }
-  return null;
 }
 
 /**
  * A flag's value, else its variable's (a set variable is a value even when empty: CLI-3), else the
  * default. A bad value is a UsageError naming the flag.
  */
-function value(name, raw, env) {
-  const [label, variable, parse] = FLAGS[name];
-  const fromFlag = name in raw;
-  const text = fromFlag ? raw[name] : env[variable] !== undefined ? env[variable] : DEFAULTS[name];
-  if (text === undefined) return undefined;
-  try {
-    return parse(text);
-  } catch (err) {
-    if (!(err instanceof ValueError)) throw err;
-    const source = fromFlag || env[variable] === undefined ? '' : ` (from ${variable})`;
-    throw new UsageError(`invalid value '${shown(text)}' for '${label}'${source}: ${err.message}`);
-  }
+function value(name, values, env) {
+  if (name in values) return values[name];
+  const variable = FLAGS[name][1];
+  if (env[variable] !== undefined) return parsed(name, env[variable], true);
+  return DEFAULTS[name] === undefined ? undefined : parsed(name, DEFAULTS[name], false);
 }
 
-/** A list from its repeated flag, else its comma-separated variable (empty: an empty list). */
-function list(name, given, env, parse) {
+/**
+ * The items of one value of a list (cli.md, "Environment variables", Lists): split at every `,`, each
+ * with surrounding spaces and tabs removed, empty items skipped, the rest parsed.
+ */
+function listItems(name, text, fromVariable) {
   const [label, variable] = LISTS[name];
-  const fromFlag = given.length > 0;
-  const items = fromFlag ? given : (env[variable] || '').split(',').filter((o) => o.trim() !== '');
-  return items.map((text) => {
+  const parse = LIST_PARSERS[name];
+  return text.split(',').map(trimSpacesAndTabs).filter((item) => item !== '').map((item) => {
     try {
-      return parse(fromFlag ? text : text.trim());
+      return parse(item);
     } catch (err) {
       if (!(err instanceof ValueError)) throw err;
-      const source = fromFlag ? '' : ` (from ${variable})`;
-      throw new UsageError(`invalid value '${shown(text)}' for '${label}'${source}: ${err.message}`);
+      const source = fromVariable ? ` (from ${variable})` : '';
+      throw new UsageError(`invalid value '${shown(item)}' for '${label}'${source}: ${err.message}`);
     }
   });
+}
+
+/** A list from its flags when given (its variable then not looked at), else from its variable (unset: empty). */
+function list(name, lists, env) {
+  if (name in lists) return lists[name];
+  const text = env[LISTS[name][1]];
+  return text === undefined ? [] : listItems(name, text, true);
 }
 
 /** GATEWAY_LOG (CLI-3): one of six levels in any ASCII case, unset means info; anything else is exit 2. */
@@ -150,8 +184,9 @@ function logLevel(env) {
   );
 }
 
+/** An origin in its compared form (DOOR-3): surrounding spaces and tabs and every trailing `/` removed, ASCII lower case. */
 function normalOrigin(origin) {
-  return origin.trim().replace(/\/+$/, '').toLowerCase();
+  return trimSpacesAndTabs(origin).replace(/\/+$/, '').replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
 /**
@@ -164,15 +199,18 @@ function parseCommandLine(args, env) {
   if (command === '-h' || command === '--help') return { help: true };
   if (command === '-V' || command === '--version') return { version: true };
   if (command !== 'run') throw new UsageError(`unrecognized subcommand '${shown(command)}' (this port implements only 'run')`);
-  const info = wantsInfo(rest);
-  if (info) return info;
+  const read = collect(rest);
+  if (read.help || read.version) return read;
+  const { values, lists } = read;
+  // The environment only after the whole command line was read (CLI-2).
   const level = logLevel(env);
-  const { raw, lists } = collect(rest);
+  if (env.GATEWAY_PROFILE !== undefined) {
+    throw new UsageError(`invalid value '${shown(env.GATEWAY_PROFILE)}' for 'GATEWAY_PROFILE': this port has no profiles; unset GATEWAY_PROFILE`);
+  }
   const settings = {};
-  for (const name of Object.keys(FLAGS)) settings[name] = value(name, raw, env);
-  if (env.GATEWAY_PROFILE === '') throw new UsageError("invalid value '' for '--profile <NAME>' (from GATEWAY_PROFILE): the value must not be empty");
-  settings.allowedOrigins = list('allowOrigin', lists.allowOrigin, env, normalOrigin);
-  settings.allowedHosts = list('allowHost', lists.allowHost, env, allowHost);
+  for (const name of Object.keys(FLAGS)) settings[name] = value(name, values, env);
+  settings.allowedOrigins = list('allowOrigin', lists, env);
+  settings.allowedHosts = list('allowHost', lists, env);
   settings.logLevel = level;
   if (settings.token === undefined && settings.tokenFile === undefined && !isLoopback(settings.host)) {
     throw new NoAuthError(`Refusing to bind gateway to ${settings.host.address} without auth.`);

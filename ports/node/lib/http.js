@@ -2,7 +2,8 @@
 // HTTP on the held port (SRV-*, PROTO-13/14): an incremental request-head parser with limits, the
 // routing table, and responses. Every response closes the connection.
 
-const { checkHost } = require('./hostcheck');
+const { isUtf8 } = require('node:buffer');
+const { checkHost, trimSpacesAndTabs } = require('./hostcheck');
 const { validKey } = require('./ws');
 
 const MAX_HEAD_BYTES = 8192;
@@ -21,13 +22,18 @@ const validStart = (line) => {
   return start !== null && TOKEN.test(start[1]) ? start : null;
 };
 
-/** One header line: `[lower-case name, value]` (surrounding whitespace trimmed), or null if malformed. */
+/**
+ * One header line (read as latin1): `[lower-case name, value]`, the value with surrounding spaces and tabs
+ * removed (only those) and decoded as UTF-8, or null if malformed (a value that is not UTF-8 included).
+ */
 function headerField(line) {
   const colon = line.indexOf(':');
   const name = line.slice(0, colon);
-  const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+  const value = trimSpacesAndTabs(line.slice(colon + 1));
   if (colon < 1 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) return null;
-  return [name.toLowerCase(), value];
+  const bytes = Buffer.from(value, 'latin1');
+  if (!isUtf8(bytes)) return null;
+  return [name.toLowerCase(), bytes.toString('utf8')];
 }
 
 /**
@@ -74,7 +80,7 @@ function tokens(headers, name) {
   return (headers.get(name) || [])
     .join(',')
     .split(',')
-    .map((t) => t.trim().replace(/[A-Z]/g, (c) => c.toLowerCase()));
+    .map((t) => trimSpacesAndTabs(t).replace(/[A-Z]/g, (c) => c.toLowerCase()));
 }
 
 const HEALTH = new Set(['/health', '/healthz']);
@@ -104,7 +110,7 @@ function route(request, gateway) {
   if (!tokens(headers, 'upgrade').includes('websocket') || !tokens(headers, 'connection').includes('upgrade')) {
     return { status: 426 };
   }
-  const key = (headers.get('sec-websocket-key') || []).join(', ').trim();
+  const key = trimSpacesAndTabs((headers.get('sec-websocket-key') || []).join(', '));
   if ((headers.get('sec-websocket-version') || []).join(', ') !== '13' || !validKey(key)) return { status: 400 };
   if (gateway.shuttingDown) return { status: 503, body: { ok: false, status: 'shutting down' } };
   const origin = headers.get('origin');

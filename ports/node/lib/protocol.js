@@ -31,13 +31,13 @@ const isNonEmpty = (v) => isString(v) && v !== '';
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
- * JSON text with every number written with a fraction or an exponent (`4.0`, `4e0`) replaced by `null`,
+ * JSON text with every number written with a fraction or an exponent (`4.0`, `4e0`), and `-0`, replaced by `null`,
  * token for token, so that JSON.parse keeps only the integers written as integers (connect's protocol
  * fields, protocol.md: `4`, not `4.0`). Text that is not valid JSON stays invalid.
  */
 function integersOnly(text) {
   return text.replace(/"(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/g, (token) =>
-    token[0] === '"' || !/[.eE]/.test(token) ? token : 'null',
+    token[0] === '"' || (!/[.eE]/.test(token) && token !== '-0') ? token : 'null',
   );
 }
 

@@ -1,9 +1,10 @@
 'use strict';
 // Failed-authentication throttling (DOOR-8), for all clients together: a leaky bucket of failed connects
-// that drains 5 per second. While it holds more than 19, the first frame of every unauthenticated client
-// waits for a turn; turns are handed out 200 ms apart, first come first served, and nobody is refused.
-// Bound: at most about 21 + 5·t failures are looked at in any t seconds, whatever the number of
-// connections (the bucket never holds more than 21). Time is passed in, so the bound is testable.
+// that drains 5 per second. The bucket decides when a first frame arrives (protocol.md, "Failed
+// authentication"): while it holds more than 19, the frame waits for a turn, turns handed out 200 ms apart,
+// first come first served; a turn handed out stands, but a newcomer that finds the bucket no longer full is
+// looked at at once. Nobody is refused. Bound: at most 22 + 5·t failures are looked at in any t seconds,
+// whatever the number of connections. Time is passed in, so the bound is testable.
 
 const CAPACITY = 20;
 const DRAIN_PER_SECOND = 5;
@@ -15,7 +16,7 @@ class Throttle {
   constructor(now = performance.now()) {
     this.level = 0;
     this.at = now;
-    this.nextTurn = -Infinity;
+    this.nextTurn = now; // starts as the start time, never set back
     this.noticeAt = -Infinity;
     this.sinceNotice = 0;
   }
@@ -33,12 +34,11 @@ class Throttle {
   }
 
   /**
-   * How long (ms) a first frame arriving at `now` waits: 0 when the bucket is not full and no turn handed
-   * out is still ahead, else until its own turn (first come first served: a newcomer never overtakes the
-   * turns already handed out, or the turns and the free looks would add up beyond 5 per second).
+   * How long (ms) a first frame arriving at `now` waits: 0 when the bucket is not full (it takes no turn
+   * and does not move the next one), else until the turn it is handed, `max(next, now)`.
    */
   wait(now) {
-    if (!this.full(now) && this.nextTurn <= now) return 0;
+    if (!this.full(now)) return 0;
     const turn = Math.max(now, this.nextTurn);
     this.nextTurn = turn + TURN_MS;
     return turn - now;

@@ -21,6 +21,14 @@ function storedTokenPath(env) {
   return null;
 }
 
+// Unicode's White_Space property (as Rust's str::trim; JavaScript's trim() differs: it takes U+FEFF and
+// leaves U+0085).
+const WHITE_SPACE = '[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const SURROUNDING_WHITE_SPACE = new RegExp(`^${WHITE_SPACE}+|${WHITE_SPACE}+$`, 'g');
+/** `text` without surrounding Unicode White_Space (protocol.md, "The front door", Token). */
+const trimWhiteSpace = (text) => text.replace(SURROUNDING_WHITE_SPACE, '');
+const STORED_MAX_BYTES = 65536;
+
 function readTokenFile(file) {
   let text;
   try {
@@ -28,14 +36,14 @@ function readTokenFile(file) {
   } catch (err) {
     throw new TokenError(`cannot read token file ${file}: ${osErrorText(err)}`);
   }
-  const token = text.trim();
+  const token = trimWhiteSpace(text);
   if (token === '') throw new TokenError(`token file ${file} is empty`);
   return token;
 }
 
 const storeError = (file, why) => new TokenError(`cannot store generated token in ${file}: ${why}`);
 
-/** The stored token at `file` (no symlink followed, mode set to 0600, trimmed), or null if there is none. */
+/** The stored token at `file` (no symlink followed, mode set to 0600, its first 64 KiB read, trimmed), or null if there is none. */
 function readStored(file) {
   let fd;
   try {
@@ -46,8 +54,11 @@ function readStored(file) {
   }
   try {
     fs.fchmodSync(fd, 0o600);
-    const token = fs.readFileSync(fd, 'utf8').trim();
-    if (token === '') throw storeError(file, 'the stored token is empty (only whitespace)');
+    const buffer = Buffer.alloc(STORED_MAX_BYTES);
+    let length = 0;
+    for (let n; length < buffer.length && (n = fs.readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    const token = trimWhiteSpace(buffer.subarray(0, length).toString('utf8'));
+    if (token === '') throw storeError(file, 'the stored token is empty');
     return token;
   } catch (err) {
     if (err instanceof TokenError) throw err;
@@ -112,4 +123,4 @@ function resolveToken(settings, env) {
   return { ...storedToken(env), source: 'generated' };
 }
 
-module.exports = { resolveToken, TokenError, storedTokenPath };
+module.exports = { trimWhiteSpace, resolveToken, TokenError, storedTokenPath };

@@ -64,10 +64,11 @@ test('DOOR-7: a foreign Host gets 421 and no health body; HTTP/1.1 without Host,
   }
   assert.equal(await get('Host: evil.example\r\n', '/'), '421', 'upgrades and every path alike');
   assert.equal(await get('Host: evil.example\r\n', '/readyz'), '421');
-  for (const bad of ['', 'Host: a\r\nHost: a\r\n', 'Host: \r\n', 'Host: a:99999\r\n', 'Host: a:\r\n', 'Host: a b\r\n', 'Host: [::1\r\n', 'Host: x:1:2\r\n']) {
+  for (const bad of ['', 'Host: a\r\nHost: a\r\n', 'Host: \r\n', 'Host: a:99999\r\n', 'Host: a b\r\n', 'Host: [::1\r\n', 'Host: x:1:2\r\n']) {
     assert.equal(await get(bad), '400', JSON.stringify(bad));
   }
   assert.equal(await statusOf(port, 'GET /healthz HTTP/1.0\r\n\r\n'), '200', 'HTTP/1.0 without Host is served');
+  assert.equal(await get('Host: a:\r\n'), '421', 'an empty port is well-formed (protocol.md, Host)');
 });
 
 test('DOOR-7: bound to the wildcard, any address is this host; names still need --allow-host', async (t) => {

@@ -117,8 +117,7 @@ test('DOOR-5 DOOR-6: one generated token per profile, stored 0600, reused on any
   assert.deepEqual(fs.readdirSync(path.dirname(file)), ['token'], 'one file, no temporary left');
   fs.writeFileSync(file, ' \n');
   const blank = await h.runGateway(['run', '--port', '0'], { XDG_STATE_HOME: s.dir });
-  assert.equal(blank.code, 1);
-  assert.ok(blank.stderr.startsWith(`cannot store generated token in ${file}: `), blank.stderr);
+  assert.deepEqual([blank.code, blank.stderr], [1, `cannot store generated token in ${file}: the stored token is empty\n`], 'the exact line (errors.md)');
   const home = h.startGateway(['run', '--port', '0'], { HOME: s.dir, XDG_STATE_HOME: 'relative' });
   await h.within(home.ready, 'ready line');
   await stop(home);
@@ -225,5 +224,31 @@ test('DOOR-6: two gateways starting at once without a token end up with the same
     assert.equal(lines.filter((l) => l.includes('generated one and stored it in')).length, 1, lines.join(''));
     assert.equal(lines.filter((l) => l.includes('using the one stored in')).length, 1, lines.join(''));
     assert.deepEqual(fs.readdirSync(path.join(s.dir, 'gateway-lock')), ['token'], 'no temporary file left');
+  }
+});
+
+test('DOOR-7: on the port, Host names without label or length rules get 421, an empty port and 127.0.0.1. are served', async () => {
+  const g = h.startGateway(['run', '--port', '0', '--token', 't', '--allow-host', ' a..b , ,[::ffff:192.0.2.7]']);
+  const port = Number((await h.within(g.ready, 'ready line')).split(':').pop());
+  const status = async (value) => (await h.rawHttp(port, `GET /healthz HTTP/1.1\r\nHost:${value}\r\n\r\n`)).split('\r\n')[0];
+  for (const name of ['-a', '.', 'x'.repeat(300), 'evil.example']) assert.equal(await status(name), 'HTTP/1.1 421 Misdirected Request', name);
+  for (const served of ['localhost:', '127.0.0.1.', 'a..b:1', '192.0.2.7', '[::ffff:127.0.0.1]', ' \tlocalhost\t']) {
+    assert.equal(await status(served), 'HTTP/1.1 200 OK', served);
+  }
+  assert.equal(await status('\u00a0localhost'), 'HTTP/1.1 400 Bad Request', 'a no-break space is not trimmed');
+  assert.equal((await stop(g)).code, 0);
+});
+
+test('CLI-2 CLI-3: `run --port abc --help` and a set GATEWAY_PROFILE are usage errors (exit 2); `run --help --port abc` is help', async () => {
+  const bad = await h.runGateway(['run', '--port', 'abc', '--help']);
+  assert.deepEqual([bad.code, bad.stdout], [2, '']);
+  assert.ok(bad.stderr.startsWith("error: invalid value 'abc' for '--port <PORT>'"), bad.stderr);
+  const help = await h.runGateway(['run', '--help', '--port', 'abc'], { GATEWAY_PROFILE: 'work' });
+  assert.equal(help.code, 0);
+  assert.ok(help.stdout.length > 0);
+  for (const profile of ['work', '']) {
+    const r = await h.runGateway(['run', '--port', '0', '--token', 't'], { GATEWAY_PROFILE: profile });
+    assert.deepEqual([r.code, r.stdout], [2, ''], JSON.stringify(profile));
+    assert.ok(r.stderr.startsWith('error: ') && r.stderr.split('\n')[0].includes('GATEWAY_PROFILE'), r.stderr);
   }
 });

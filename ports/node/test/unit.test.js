@@ -5,7 +5,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { parseHost, parsePort, isLoopback, ValueError } = require('../lib/host');
-const { parseHead } = require('../lib/http');
+const { parseHead, route } = require('../lib/http');
 const { FrameReader } = require('../lib/ws');
 const { Session, tokenMatches } = require('../lib/protocol');
 const { parseCommandLine, UsageError, NoAuthError } = require('../lib/cli');
@@ -151,7 +151,7 @@ const { safeText } = require('../lib/text');
 const { joinArguments, shownName } = require('../lib/holder');
 const { Throttle } = require('../lib/throttle');
 const { checkHost, parseHostValue } = require('../lib/hostcheck');
-const { BadLogLevel } = require('../lib/cli');
+const { BadLogLevel, normalOrigin } = require('../lib/cli');
 
 test('LOCK-4: hosts accepted in order and printed as cli.md "Hosts" says (RFC 5952, mapped addresses dotted)', () => {
   const printed = (text) => parseHost(text).address;
@@ -175,7 +175,7 @@ test('CLI-2: --port takes ASCII digits after an optional +, leading zeros allowe
 });
 
 test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag); GATEWAY_LOG takes six levels', () => {
-  for (const name of ['GATEWAY_PORT', 'GATEWAY_HOST', 'GATEWAY_TOKEN', 'GATEWAY_TOKEN_FILE', 'GATEWAY_PROFILE',
+  for (const name of ['GATEWAY_PORT', 'GATEWAY_HOST', 'GATEWAY_TOKEN', 'GATEWAY_TOKEN_FILE',
     'GATEWAY_HANDSHAKE_TIMEOUT_MS', 'GATEWAY_TICK_INTERVAL_MS', 'GATEWAY_MAX_CONNECTIONS', 'GATEWAY_MAX_UNAUTHENTICATED']) {
     assert.throws(() => parseCommandLine(['run'], { [name]: '' }), (e) => e instanceof UsageError && e.message.includes(`(from ${name})`), name);
   }
@@ -192,14 +192,15 @@ test('CLI-3: a set variable is a value even when empty (exit 2 naming the flag);
   }
   assert.deepEqual(parseCommandLine(['run', '--help'], { GATEWAY_LOG: 'bad' }), { help: true }, 'not for --help');
   assert.deepEqual(parseCommandLine(['run', '-V'], { GATEWAY_LOG: 'bad' }), { version: true }, 'not for --version');
-  assert.throws(() => parseCommandLine(['run', '--port', 'x'], { GATEWAY_LOG: 'bad' }), BadLogLevel, 'before anything else');
+  assert.throws(() => parseCommandLine(['run'], { GATEWAY_LOG: 'bad', GATEWAY_PORT: 'x' }), BadLogLevel, 'before every other variable');
+  assert.throws(() => parseCommandLine(['run', '--port', 'x'], { GATEWAY_LOG: 'bad' }), UsageError, 'the command line is read before the environment');
 });
 
 test('DOOR-7: --allow-host takes a name or address (its port ignored); anything else is a usage error', () => {
-  const s = parseCommandLine(['run', '--allow-host', 'GW.example.:443', '--allow-host', '[::1]:8', '--allow-host', '::2'], {}).settings;
+  const s = parseCommandLine(['run', '--allow-host', 'GW.example.:443', '--allow-host', '[::1]:8', '--allow-host', '[::2]'], {}).settings;
   assert.deepEqual(s.allowedHosts, [{ name: 'gw.example' }, { address: '::1', family: 6 }, { address: '::2', family: 6 }]);
   assert.deepEqual(parseCommandLine(['run'], { GATEWAY_ALLOW_HOSTS: 'a.example, b.example' }).settings.allowedHosts, [{ name: 'a.example' }, { name: 'b.example' }]);
-  for (const bad of ['', 'a b', 'a:99999', 'http://a', '-a.example', 'a/b']) {
+  for (const bad of ['a b', 'a:99999', 'http://a', '::1', '::ffff:1.2.3.4', 'a/b', '[127.0.0.1]', 'a\u00a0']) {
     assert.throws(() => parseCommandLine(['run', '--allow-host', bad], {}), /for '--allow-host <HOST>'/, bad);
   }
 });
@@ -323,7 +324,126 @@ test('DOOR-8: the throttle looks at no more than 22 + 5·t failures in any t sec
   const quiet = new Throttle(0);
   for (let i = 0; i < 20; i++) assert.equal(quiet.wait(0), 0, 'the first 20 are not held');
   for (let i = 0; i < 20; i++) quiet.failed(0);
-  assert.deepEqual([quiet.wait(0), quiet.wait(0), quiet.wait(0)], [0, 200, 400], 'full: turns 200 ms apart, the free one at once');
-  assert.equal(quiet.wait(500), 100, 'first come first served: no newcomer overtakes a turn handed out, even once drained');
+  assert.deepEqual([quiet.wait(0), quiet.wait(0), quiet.wait(0)], [0, 200, 400], 'full: turns 200 ms apart from the start time');
+  assert.equal(quiet.wait(500), 0, 'drained below 20: a newcomer goes at once, the turns handed out still stand');
   assert.equal(quiet.wait(10000), 0, 'drained: free again');
+});
+
+test('DOOR-7: the Host grammar of protocol.md: no label or length rules, an empty port, 127.0.0.1. an address, mapped addresses as IPv4', () => {
+  const loop = { address: '127.0.0.1', family: 4 };
+  const judge = (value, bound = loop, allowed = []) => checkHost([value], '1.1', bound, allowed);
+  for (const name of ['a..b', '-a', '.', 'localhost..', '127.1', '1.2.3.4.5', '0177.0.0.1', 'x'.repeat(300), '_a_', 'a-.b']) {
+    assert.equal(judge(name), 421, `${name}: a well-formed name, not this host's`);
+    assert.equal(judge(name, loop, [parseHostValue(name)]), null, `${name}: served when allowed`);
+  }
+  assert.deepEqual(parseHostValue('.'), { name: '.' }, 'a lone dot stays (removing it would leave nothing)');
+  for (const served of ['localhost:', 'localhost:00080', 'LOCALHOST.', '127.0.0.1.', '127.0.0.1.:80', '[::1]:', '[::ffff:127.0.0.1]', '127.9.9.9']) {
+    assert.equal(judge(served), null, served);
+  }
+  assert.deepEqual(parseHostValue('127.0.0.1.'), { address: '127.0.0.1', family: 4 }, 'an IPv4 address after one trailing dot');
+  for (const malformed of ['localhost:000080', 'localhost:+80', 'localhost:99999', '::1', '[127.0.0.1]', '[fe80::1%25lo]', 'a%b', 'a+b', 'a/b', 'a b', '\u00a0localhost', 'localhost\u00a0', 'l\u00f6', '']) {
+    assert.equal(judge(malformed), 400, JSON.stringify(malformed));
+  }
+  assert.equal(judge(' \tlocalhost\t '), null, 'surrounding spaces and tabs only are removed');
+  const bound = { address: '192.0.2.8', family: 4 };
+  assert.equal(judge('[::ffff:192.0.2.8]:80', bound), null, 'a mapped address is compared as its IPv4 address: the bound one');
+  assert.equal(judge('[::ffff:c000:209]', { address: '198.51.100.1', family: 4 }, [parseHostValue('192.0.2.9')]), null, 'and an allowed one');
+  assert.equal(judge('[::ffff:192.0.2.9]', bound), 421);
+  assert.equal(judge('[2001:db8:0::5]', loop, [parseHostValue('[2001:DB8::5]')]), null, 'addresses compared as addresses');
+  assert.equal(judge('[2001:db8::5]', { address: '0.0.0.0', family: 4 }), null, 'a wildcard serves every address of either family');
+  assert.equal(judge('192.0.2.8', { address: '::', family: 6 }), null);
+  assert.equal(judge('gw.example', { address: '0.0.0.0', family: 4 }), 421, 'but not names');
+});
+
+test('DOOR-7 SRV-3: header values lose surrounding spaces and tabs only; a value that is not UTF-8 is 400', () => {
+  const head = (host) => parseHead(Buffer.concat([Buffer.from('GET /healthz HTTP/1.1\r\nHost:'), host, Buffer.from('\r\n\r\n')]));
+  assert.deepEqual(head(Buffer.from(' \t localhost \t')).request.headers.get('host'), ['localhost']);
+  assert.deepEqual(head(Buffer.from('\u00a0localhost', 'utf8')).request.headers.get('host'), ['\u00a0localhost'], 'a no-break space stays');
+  assert.deepEqual(head(Buffer.from([0x6c, 0xff])), { status: 400 }, 'not UTF-8');
+  const gw = { settings: { host: { address: '127.0.0.1', family: 4 }, allowedHosts: [] }, shuttingDown: false, health: () => ({}), originAllowed: () => true };
+  assert.equal(route(head(Buffer.from('\u00a0localhost', 'utf8')).request, gw).status, 400, 'a no-break space makes Host malformed');
+  const upgrade = (key) => parseHead(Buffer.from(`GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`, 'utf8')).request;
+  assert.equal(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\u00a0'), gw).status, 400, 'the key is trimmed of spaces and tabs only');
+  assert.deepEqual(route(upgrade('AAAAAAAAAAAAAAAAAAAAAA==\t'), gw), { upgrade: 'AAAAAAAAAAAAAAAAAAAAAA==' });
+});
+
+test('CLI-3 DOOR-3 DOOR-7: list items are split at commas, trimmed of spaces and tabs, empty ones skipped, in flags and variables alike', () => {
+  const settings = (args, env = {}) => parseCommandLine(['run', ...args], env).settings;
+  assert.deepEqual(settings(['--allow-host', ' a.example ,, [::1]:8,\t', '--allow-host', 'b']).allowedHosts,
+    [{ name: 'a.example' }, { address: '::1', family: 6 }, { name: 'b' }]);
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_HOSTS: ' gw.example ,,' }).allowedHosts, [{ name: 'gw.example' }]);
+  assert.deepEqual(settings(['--allow-origin', 'https://A.example/, \thttp://b.example ']).allowedOrigins, ['https://a.example', 'http://b.example']);
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_ORIGINS: 'https://a.example,,' }).allowedOrigins, ['https://a.example']);
+  for (const empty of [['--allow-origin', ''], ['--allow-origin', ' , '], ['--allow-origin=']]) {
+    assert.deepEqual(settings(empty).allowedOrigins, [], `${empty}: no origin, not the empty origin`);
+  }
+  assert.deepEqual(settings([], { GATEWAY_ALLOW_ORIGINS: '' }).allowedOrigins, []);
+  assert.deepEqual(settings(['--allow-origin', ''], { GATEWAY_ALLOW_ORIGINS: 'https://a.example' }).allowedOrigins, [], 'a given flag: its variable is not looked at');
+  assert.throws(() => settings(['--allow-host', 'b,a\u00a0']), UsageError, 'only spaces and tabs are trimmed');
+});
+
+test('DOOR-3: an empty Origin gets 403 whatever the lists; origins lose surrounding spaces and tabs only', () => {
+  const { Gateway } = require('../lib/gateway');
+  const gw = (args) => ({ originAllowed: (o) => Gateway.prototype.originAllowed.call({ settings: parseCommandLine(['run', ...args], {}).settings }, o) });
+  for (const args of [[], ['--allow-origin', ''], ['--allow-origin', ',https://a.example']]) {
+    assert.equal(gw(args).originAllowed(''), false, JSON.stringify(args));
+  }
+  const g = gw(['--allow-origin', 'https://a.example']);
+  assert.equal(g.originAllowed(' HTTPS://A.example// \t'), true);
+  assert.equal(g.originAllowed('\u00a0https://a.example'), false, 'a no-break space is not trimmed');
+  assert.equal(normalOrigin('\u00a0x\u00a0'), '\u00a0x\u00a0');
+});
+
+test('CLI-2: the command line read from left to right: --help/--version end it, a bad flag or value before them wins', () => {
+  const read = (...args) => parseCommandLine(['run', ...args], {});
+  assert.deepEqual(read('--help', '--port', 'abc'), { help: true });
+  assert.deepEqual(read('--version', '--bogus'), { version: true });
+  for (const before of [['--port', 'abc'], ['--bogus'], ['--port', '1', '--port', '1'], ['-p', '-1'], ['--allow-host', '::1'], ['--token', '-abc']]) {
+    for (const info of ['--help', '-h', '--version', '-V']) {
+      assert.throws(() => read(...before, info), UsageError, `${before} ${info}`);
+    }
+  }
+  assert.deepEqual(parseCommandLine(['run', '-h'], { GATEWAY_PROFILE: 'work', GATEWAY_PORT: 'x' }), { help: true }, 'no variable beats --help');
+});
+
+test('CLI-2: -p takes -pN and -p=N; a value beginning with - must follow = (but --port takes a negative number as a bad value)', () => {
+  const port = (...args) => parseCommandLine(['run', ...args], {}).settings.port;
+  assert.deepEqual([port('-p80'), port('-p=80'), port('-p', '80'), port('--port=80'), port('--port', '+80')], [80, 80, 80, 80, 80]);
+  for (const bad of [['-p'], ['-p='], ['-pabc'], ['-p=-1'], ['-p80', '--port', '80']]) {
+    assert.throws(() => port(...bad), UsageError, String(bad));
+  }
+  assert.throws(() => port('--port', '-1'), (e) => e instanceof UsageError && e.message.startsWith("invalid value '-1' for '--port <PORT>'"));
+  assert.throws(() => port('-p', '-1'), (e) => e instanceof UsageError && e.message.startsWith("invalid value '-1' for '--port <PORT>'"));
+  assert.throws(() => parseCommandLine(['run', '--token', '-abc'], {}), (e) => e instanceof UsageError && e.message.includes("unexpected argument '-abc'"));
+  assert.throws(() => parseCommandLine(['run', '--token', '--port', '1'], {}), UsageError, 'a flag is not a value');
+  assert.equal(parseCommandLine(['run', '--token=-abc'], {}).settings.token, '-abc');
+  assert.equal(parseCommandLine(['run', '--token', 'a-b'], {}).settings.token, 'a-b');
+  assert.throws(() => parseCommandLine(['run', '-x'], {}), UsageError);
+});
+
+test('CLI-3: a port without profiles refuses a set GATEWAY_PROFILE of any value, naming it', () => {
+  for (const profile of ['', 'work', 'default', ' ']) {
+    assert.throws(() => parseCommandLine(['run', '--port', '0'], { GATEWAY_PROFILE: profile }),
+      (e) => e instanceof UsageError && e.message.includes("'GATEWAY_PROFILE'"), JSON.stringify(profile));
+  }
+  assert.throws(() => parseCommandLine(['run', '--profile', 'work'], {}), UsageError, '--profile is an unknown flag');
+});
+
+test('PROTO-3: minProtocol and maxProtocol take digits alone: -0 is malformed params', () => {
+  const first = (text) => new Session(gateway).onMessage(Buffer.from(text));
+  for (const raw of ['-0', '-0.0', '-0e0']) {
+    for (const field of ['minProtocol', 'maxProtocol']) {
+      const over = field === 'minProtocol' ? `"minProtocol":${raw}` : `"maxProtocol":${raw}`;
+      const text = connect({ minProtocol: 0, maxProtocol: 4 }).replace(field === 'minProtocol' ? '"minProtocol":0' : '"maxProtocol":4', over);
+      assert.deepEqual(first(text).close, [1008, 'invalid connect params'], `${field} ${raw}`);
+    }
+  }
+  assert.equal(first(connect({ minProtocol: 0, maxProtocol: 4 })).send[0].payload.type, 'hello-ok', '0 written as 0 is fine');
+});
+
+test('DOOR-5: token files and the stored token are trimmed of Unicode White_Space (not JavaScript trim())', () => {
+  const { trimWhiteSpace } = require('../lib/token');
+  assert.equal(trimWhiteSpace('\u0085\u3000 tok \t\n\u2029'), 'tok', 'NEL is White_Space');
+  assert.equal(trimWhiteSpace('\ufefftok\ufeff'), '\ufefftok\ufeff', 'U+FEFF is not');
+  assert.equal(trimWhiteSpace('\u200btok'), '\u200btok', 'nor U+200B');
 });
