@@ -146,7 +146,7 @@ fn finish(rows: &[Row], s: &Settings, took: Duration, interrupted: Option<&str>)
     let (_, failed, _) = report::counts(rows);
     let Some(path) = &s.expect else { return i32::from(failed > 0 || interrupted.is_some()) };
     let differences = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| expect::parse(&t)) {
-        Ok(expected) => expect::differences(rows, &expected),
+        Ok(expected) => expect::differences(rows, &expected, &s.only),
         Err(e) => vec![format!("cannot use the expectations file {}: {e}", path.display())],
     };
     for d in &differences {
