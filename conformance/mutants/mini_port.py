@@ -123,6 +123,8 @@ def route(head, port, defect):
         return ("200 OK" if defect == "no-400" else "400 Bad Request"), {"ok": False}
     if len(head) > 8192 or len(lines) - 1 > 32:
         return "431 Request Header Fields Too Large", {"ok": False}
+    if line[1] == "/readyz" and line[0] == "GET":
+        return "200 OK", {"ok": True, "status": "ready"}
     if line[1] not in ("/health", "/healthz"):
         return "404 Not Found", {"ok": False}
     if line[0] not in ("GET", "HEAD"):

@@ -15,7 +15,9 @@ claims (what the implementation does beyond the lock):
   --timer-args 'ARGS'  appended to the template to make the handshake timeout and tick interval short
 
 options:
-  --ready line|port    readiness: the ready line on stdout (default) or the port accepting
+  --ready line|port|readyz
+                       readiness: the ready line on stdout (default), the port accepting, or
+                       the port accepting and then GET /readyz answering 200
   --deadline DURATION  bound of every wait (default 10s; e.g. 500ms, 30s, 2m)
   --only ID,...        run and print only these rows
   --repeat N           rounds of the racing rows LOCK-6 and SHUT-3 (default 1)
@@ -98,7 +100,8 @@ fn ready(word: &str) -> Result<ReadyBy, String> {
     match word {
         "line" => Ok(ReadyBy::Line),
         "port" => Ok(ReadyBy::Port),
-        _ => Err(format!("--ready takes `line` or `port`, not {}", escaped(word))),
+        "readyz" => Ok(ReadyBy::Readyz),
+        _ => Err(format!("--ready takes `line`, `port` or `readyz`, not {}", escaped(word))),
     }
 }
 
@@ -142,6 +145,8 @@ mod tests {
         assert_eq!(s.deadline, Duration::from_secs(30));
         assert_eq!(s.only, ["LOCK-1", "REL-3"]);
         assert_eq!((s.burst, s.ready), (8, ReadyBy::Port));
+        assert_eq!(args(&["t {port}", "--ready=readyz"]).unwrap().ready, ReadyBy::Readyz);
+        assert!(args(&["--ready", "soon"]).unwrap_err().contains("`readyz`"));
     }
 
     #[test]

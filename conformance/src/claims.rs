@@ -35,6 +35,9 @@ pub enum ReadyBy {
     Line,
     /// The port accepting connections (an implementation without a ready line; CLI-1 is n/a).
     Port,
+    /// The port accepting, then `GET /readyz` answering 200: a peer that binds before it serves
+    /// (OpenClaw's gateway); the bind is still timed at the port accepting (LOCK-3).
+    Readyz,
 }
 
 /// Every setting of a run.

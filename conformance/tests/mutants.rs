@@ -157,6 +157,26 @@ fn lock6_without_a_ready_line_finds_the_winner_in_the_socket_table() {
     assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
 }
 
+/// `--ready readyz` (a peer that binds before it serves): the port accepting, then GET /readyz 200;
+/// the lock, release and shutdown rows are judged as usual on a port that serves /readyz.
+#[test]
+fn ready_by_readyz_judges_a_port_that_serves_it() {
+    let (code, failed, text) = run_with(None, "LOCK-1,LOCK-6,REL-1,SHUT-1", &["--ready", "readyz"]);
+    assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
+}
+
+/// `--ready readyz` against a server whose /readyz never answers 200: not ready, and said so.
+#[test]
+fn ready_by_readyz_waits_for_200_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway-conformance"))
+        .args(["python3 -m http.server --bind 127.0.0.1 {port}", "--ready", "readyz", "--deadline", "2s", "--only", "LOCK-1", "--json"])
+        .output()
+        .expect("run gateway-conformance");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("timed out: GET /readyz did not answer 200 within 2.00 s (last: \\\"HTTP/1.0 404"), "{text}");
+}
+
 /// LOCK-6 without a ready line: contenders that all bind (SO_REUSEPORT) are still caught.
 #[test]
 fn lock6_without_a_ready_line_catches_a_shared_port() {

@@ -50,17 +50,19 @@ fn ready_in_time(ctx: &Ctx, holder: &Running) {
     let what = match ctx.settings.ready {
         ReadyBy::Line => "ready line `listening on ws://127.0.0.1:<port>` on stdout",
         ReadyBy::Port => "the port accepted (no ready line claimed: --ready port)",
+        ReadyBy::Readyz => "the port accepted (no ready line claimed: --ready readyz)",
     };
+    let served = holder.served.map(|s| format!(", GET /readyz 200 only {} after exec", human(s))).unwrap_or_default();
     let result = if took <= spec::BIND_BOUND {
         Ok(format!("{what}, {} after exec", human(took)))
     } else {
-        Err(format!("{what} only {} after exec, over the bound of {}: work before the bind", human(took), human(spec::BIND_BOUND)))
+        Err(format!("{what} only {} after exec, over the bound of {}: work before the bind{served}", human(took), human(spec::BIND_BOUND)))
     };
     if ctx.settings.ready == ReadyBy::Line {
         ctx.check("CLI-1", &result);
     } else {
         ctx.check("LOCK-3", &result);
-        ctx.record("CLI-1", Verdict::NotApplicable, "no ready line claimed (--ready port)");
+        ctx.record("CLI-1", Verdict::NotApplicable, "no ready line claimed (--ready port or readyz)");
     }
 }
 
@@ -215,7 +217,7 @@ fn one_burst(ctx: &Ctx) -> Check {
     contenders.shuffle(&mut *ctx.rng.borrow_mut());
     let winner = match ctx.settings.ready {
         ReadyBy::Line => None,
-        ReadyBy::Port => port_holder(ctx, &mut contenders, port),
+        ReadyBy::Port | ReadyBy::Readyz => port_holder(ctx, &mut contenders, port),
     };
     let (mut winners, mut problems) = (0, Vec::new());
     for c in &mut contenders {
@@ -256,8 +258,8 @@ fn contender_outcome(ctx: &Ctx, c: &mut Running, port: u16, winner: Option<u32>)
     let deadline = ctx.settings.deadline;
     let line = match ctx.settings.ready {
         ReadyBy::Line => c.proc.read_line(deadline).map_err(|e| e.to_string())?,
-        ReadyBy::Port if winner == Some(c.pid()) => return Ok(true),
-        ReadyBy::Port => String::new(),
+        _ if winner == Some(c.pid()) => return Ok(true),
+        _ => String::new(),
     };
     if line == spec::ready_line("127.0.0.1", port) + "\n" {
         return Ok(true);
