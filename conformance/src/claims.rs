@@ -40,6 +40,13 @@ pub enum ReadyBy {
     Readyz,
 }
 
+impl Settings {
+    /// The bound of the waits for an instance to be ready or to exit.
+    pub fn start_deadline(&self) -> Duration {
+        self.start_deadline.unwrap_or(self.deadline)
+    }
+}
+
 /// Every setting of a run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -49,6 +56,9 @@ pub struct Settings {
     pub claims: Claims,
     /// The bound of every wait (`--deadline`).
     pub deadline: Duration,
+    /// The bound of the waits for an instance to be ready or to exit (`--start-deadline`;
+    /// `None`: `deadline`), for a peer that takes long to start or to refuse.
+    pub start_deadline: Option<Duration>,
     /// How readiness is seen (`--ready line|port`).
     pub ready: ReadyBy,
     /// Contenders in LOCK-6's burst (`--burst`).

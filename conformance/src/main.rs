@@ -96,9 +96,10 @@ fn heading(s: &Settings) -> String {
     let claims = s.claims.describe();
     let claims = if claims.is_empty() { "none".to_string() } else { claims.join(", ") };
     format!(
-        "conformance of: {}\nclaims beyond the lock: {claims}\nsettings: --deadline {} --burst {} --repeat {} --seed {}\n",
+        "conformance of: {}\nclaims beyond the lock: {claims}\nsettings: --deadline {} --start-deadline {} --burst {} --repeat {} --seed {}\n",
         s.template,
         gateway_harness::human(s.deadline),
+        gateway_harness::human(s.start_deadline()),
         s.burst,
         s.repeat,
         s.seed

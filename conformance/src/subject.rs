@@ -20,7 +20,7 @@ pub struct Subject {
     pub template: String,
     /// Replaces `{token}` (shell-quoted).
     pub token: Option<String>,
-    /// The bound of every wait.
+    /// The bound of the waits for an instance to be ready or to exit (`--start-deadline`).
     pub deadline: Duration,
     /// How readiness is seen.
     pub ready: ReadyBy,
@@ -101,7 +101,7 @@ impl Subject {
         Ok(Subject {
             template: settings.template.clone(),
             token: settings.claims.token.clone(),
-            deadline: settings.deadline,
+            deadline: settings.start_deadline(),
             ready: settings.ready,
             verbose: settings.verbose,
             scratch: Scratch::new("gateway-conformance")?,
