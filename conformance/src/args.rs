@@ -26,7 +26,7 @@ options:
   --repeat N           rounds of the racing rows LOCK-6 and SHUT-3 (default 1)
   --seed S             seed of the racing rows' choices (default: random, printed)
   --burst N            contenders started at once for LOCK-6 (default 4, at least 2)
-  --expect FILE        known departures: lines `ID fail|n/a|pass reason`; any change fails the run
+  --expect FILE        known departures: lines `ID fail|n/a|pass|any reason`; any change fails the run
   --json               print the result as JSON instead of the table
   --junit FILE         also write the result as JUnit XML to FILE
   --verbose            print every command run and each instance's stdout and stderr
