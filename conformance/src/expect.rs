@@ -18,8 +18,12 @@ pub fn parse(text: &str) -> Result<Expectations, String> {
         if line.is_empty() {
             continue;
         }
-        let mut words = line.splitn(3, char::is_whitespace);
-        let id = words.next().unwrap_or("").to_ascii_uppercase();
+        // Columns may be aligned with any run of spaces (as spec/README.md's example is).
+        let (id, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim_start();
+        let (verdict, reason) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let mut words = [verdict, reason].into_iter();
+        let id = id.to_ascii_uppercase();
         let verdict = match words.next() {
             Some(w) if w.eq_ignore_ascii_case("any") => None,
             w => Some(w.and_then(Verdict::parse).ok_or(format!("line {}: want `ID fail|n/a|pass|any reason`", n + 1))?),
@@ -74,6 +78,10 @@ mod tests {
         assert!(missing[0].contains("REL-3: listed in the expectations file, but no such row was run"), "{missing:?}");
         assert!(differences(&[row("LOCK-4", Verdict::Fail)], &expected, &["LOCK-4".to_string()]).is_empty());
         assert!(parse("LOCK-1 maybe").is_err());
+        // Aligned columns, as in spec/README.md's example.
+        let aligned = parse("# ID    verdict  reason\nLOCK-4  fail     binds 0.0.0.0\nPROTO-9 n/a      ticks every 30 s\n").unwrap();
+        assert_eq!(aligned["LOCK-4"], (Some(Verdict::Fail), "binds 0.0.0.0".to_string()));
+        assert_eq!(aligned["PROTO-9"], (Some(Verdict::NotApplicable), "ticks every 30 s".to_string()));
         // `any`: a row that varies between runs is not pinned, but must still be run.
         let varies = parse("SHUT-2 any near its bound\n").unwrap();
         assert!(differences(&[row("SHUT-2", Verdict::Fail)], &varies, &[]).is_empty());
