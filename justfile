@@ -37,6 +37,14 @@ unit:
 interop:
     scripts/interop.sh
 
+# OpenClaw's own gateway through the conformance runner (opt-in, NOT part of `test`): installs
+# Node 24 and openclaw from npm into target/peer (PEER_DIR), runs `openclaw gateway run` against
+# spec/ with its expectations file (conformance/expectations/); see docs/README-peer.md.
+# Extra flags go to the runner, e.g. `just peer-conformance --only LOCK-1,LOCK-4`.
+[positional-arguments]
+peer-conformance *ARGS:
+    scripts/peer-conformance.sh "$@"
+
 # An independent client (Python `websockets`, installed into target/pyclient) against real
 # gateways: handshake, every close code, methods, shutdown event, Origin 403 (spec/protocol.md).
 protocol-python:

@@ -154,6 +154,8 @@ def route(head, port, defect, bound="127.0.0.1"):
     refused = host_status(lines, bound, defect)
     if refused:
         return refused, None
+    if line[1] == "/readyz" and line[0] == "GET":
+        return "200 OK", {"ok": True, "status": "ready"}
     if line[1] not in ("/health", "/healthz"):
         return "404 Not Found", {"ok": False}
     if line[0] not in ("GET", "HEAD"):

@@ -15,13 +15,18 @@ claims (what the implementation does beyond the lock):
   --timer-args 'ARGS'  appended to the template to make the handshake timeout and tick interval short
 
 options:
-  --ready line|port    readiness: the ready line on stdout (default) or the port accepting
+  --ready line|port|readyz
+                       readiness: the ready line on stdout (default), the port accepting, or
+                       the port accepting and then GET /readyz answering 200
   --deadline DURATION  bound of every wait (default 10s; e.g. 500ms, 30s, 2m)
+  --start-deadline DURATION
+                       bound of the waits for an instance to be ready or to exit (default:
+                       --deadline), for an implementation slow to start or to refuse
   --only ID,...        run and print only these rows
   --repeat N           rounds of the racing rows LOCK-6 and SHUT-3 (default 1)
   --seed S             seed of the racing rows' choices (default: random, printed)
   --burst N            contenders started at once for LOCK-6 (default 4, at least 2)
-  --expect FILE        known departures: lines `ID fail|n/a|pass reason`; any change fails the run
+  --expect FILE        known departures: lines `ID fail|n/a|pass|any reason`; any change fails the run
   --json               print the result as JSON instead of the table
   --junit FILE         also write the result as JUnit XML to FILE
   --verbose            print every command run and each instance's stdout and stderr
@@ -47,7 +52,8 @@ pub fn parse(args: Vec<String>) -> Result<Settings, String> {
             "--names-holder" => s.claims.names_holder = true,
             "--timer-args" => s.claims.timer_args = value("--timer-args")?,
             "--ready" => s.ready = ready(&value("--ready")?)?,
-            "--deadline" => s.deadline = duration(&value("--deadline")?)?,
+            "--deadline" => s.deadline = duration("--deadline", &value("--deadline")?)?,
+            "--start-deadline" => s.start_deadline = Some(duration("--start-deadline", &value("--start-deadline")?)?),
             "--only" => s.only = value("--only")?.split(',').map(|i| i.trim().to_ascii_uppercase()).filter(|i| !i.is_empty()).collect(),
             "--repeat" => s.repeat = number("--repeat", &value("--repeat")?, 1)?,
             "--seed" => s.seed = value("--seed")?.parse().map_err(|_| "--seed needs a number".to_string())?,
@@ -70,6 +76,7 @@ fn defaults() -> Settings {
         template: String::new(),
         claims: Claims::default(),
         deadline: Duration::from_secs(10),
+        start_deadline: None,
         ready: ReadyBy::Line,
         burst: 4,
         repeat: 1,
@@ -98,7 +105,8 @@ fn ready(word: &str) -> Result<ReadyBy, String> {
     match word {
         "line" => Ok(ReadyBy::Line),
         "port" => Ok(ReadyBy::Port),
-        _ => Err(format!("--ready takes `line` or `port`, not {}", escaped(word))),
+        "readyz" => Ok(ReadyBy::Readyz),
+        _ => Err(format!("--ready takes `line`, `port` or `readyz`, not {}", escaped(word))),
     }
 }
 
@@ -110,8 +118,8 @@ fn number(name: &str, text: &str, min: usize) -> Result<usize, String> {
 }
 
 /// `500ms`, `10s`, `2m`, or a plain number of seconds.
-fn duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("--deadline takes a duration such as 500ms, 10s or 2m, not {}", escaped(text));
+fn duration(name: &str, text: &str) -> Result<Duration, String> {
+    let bad = || format!("{name} takes a duration such as 500ms, 10s or 2m, not {}", escaped(text));
     let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, "s"), |at| text.split_at(at));
     let n: u64 = number.parse().map_err(|_| bad())?;
     let d = match unit {
@@ -142,6 +150,12 @@ mod tests {
         assert_eq!(s.deadline, Duration::from_secs(30));
         assert_eq!(s.only, ["LOCK-1", "REL-3"]);
         assert_eq!((s.burst, s.ready), (8, ReadyBy::Port));
+        assert_eq!(args(&["t {port}", "--ready=readyz"]).unwrap().ready, ReadyBy::Readyz);
+        let slow = args(&["t {port}", "--deadline", "5s", "--start-deadline", "1m"]).unwrap();
+        assert_eq!((slow.deadline, slow.start_deadline()), (Duration::from_secs(5), Duration::from_secs(60)));
+        assert_eq!(args(&["t {port}", "--deadline", "5s"]).unwrap().start_deadline(), Duration::from_secs(5));
+        assert!(args(&["--start-deadline", "0s"]).unwrap_err().contains("--start-deadline takes"));
+        assert!(args(&["--ready", "soon"]).unwrap_err().contains("`readyz`"));
     }
 
     #[test]

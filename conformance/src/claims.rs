@@ -35,6 +35,16 @@ pub enum ReadyBy {
     Line,
     /// The port accepting connections (an implementation without a ready line; CLI-1 is n/a).
     Port,
+    /// The port accepting, then `GET /readyz` answering 200: a peer that binds before it serves
+    /// (OpenClaw's gateway); the bind is still timed at the port accepting (LOCK-3).
+    Readyz,
+}
+
+impl Settings {
+    /// The bound of the waits for an instance to be ready or to exit.
+    pub fn start_deadline(&self) -> Duration {
+        self.start_deadline.unwrap_or(self.deadline)
+    }
 }
 
 /// Every setting of a run.
@@ -46,6 +56,9 @@ pub struct Settings {
     pub claims: Claims,
     /// The bound of every wait (`--deadline`).
     pub deadline: Duration,
+    /// The bound of the waits for an instance to be ready or to exit (`--start-deadline`;
+    /// `None`: `deadline`), for a peer that takes long to start or to refuse.
+    pub start_deadline: Option<Duration>,
     /// How readiness is seen (`--ready line|port`).
     pub ready: ReadyBy,
     /// Contenders in LOCK-6's burst (`--burst`).

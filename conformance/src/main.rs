@@ -96,9 +96,10 @@ fn heading(s: &Settings) -> String {
     let claims = s.claims.describe();
     let claims = if claims.is_empty() { "none".to_string() } else { claims.join(", ") };
     format!(
-        "conformance of: {}\nclaims beyond the lock: {claims}\nsettings: --deadline {} --burst {} --repeat {} --seed {}\n",
+        "conformance of: {}\nclaims beyond the lock: {claims}\nsettings: --deadline {} --start-deadline {} --burst {} --repeat {} --seed {}\n",
         s.template,
         gateway_harness::human(s.deadline),
+        gateway_harness::human(s.start_deadline()),
         s.burst,
         s.repeat,
         s.seed
@@ -146,7 +147,7 @@ fn finish(rows: &[Row], s: &Settings, took: Duration, interrupted: Option<&str>)
     let (_, failed, _) = report::counts(rows);
     let Some(path) = &s.expect else { return i32::from(failed > 0 || interrupted.is_some()) };
     let differences = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| expect::parse(&t)) {
-        Ok(expected) => expect::differences(rows, &expected),
+        Ok(expected) => expect::differences(rows, &expected, &s.only),
         Err(e) => vec![format!("cannot use the expectations file {}: {e}", path.display())],
     };
     for d in &differences {

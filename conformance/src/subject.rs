@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use gateway_harness::net::{accepts, loopback};
+use gateway_harness::net::{accepts, http_get, loopback, Answer};
 use gateway_harness::proc::{describe_status, shell_quoted, Launch, Proc};
 use gateway_harness::scratch::{Instance, Scratch};
 use gateway_harness::{human, spec};
@@ -20,7 +20,7 @@ pub struct Subject {
     pub template: String,
     /// Replaces `{token}` (shell-quoted).
     pub token: Option<String>,
-    /// The bound of every wait.
+    /// The bound of the waits for an instance to be ready or to exit (`--start-deadline`).
     pub deadline: Duration,
     /// How readiness is seen.
     pub ready: ReadyBy,
@@ -51,6 +51,8 @@ pub struct Running {
     pub dirs: Instance,
     /// From exec to ready (the ready line, or the port accepting), once ready.
     pub took: Option<Duration>,
+    /// With `--ready readyz`: from exec to `GET /readyz` answering 200.
+    pub served: Option<Duration>,
     verbose: bool,
 }
 
@@ -99,7 +101,7 @@ impl Subject {
         Ok(Subject {
             template: settings.template.clone(),
             token: settings.claims.token.clone(),
-            deadline: settings.deadline,
+            deadline: settings.start_deadline(),
             ready: settings.ready,
             verbose: settings.verbose,
             scratch: Scratch::new("gateway-conformance")?,
@@ -143,7 +145,7 @@ impl Subject {
             eprintln!("$ {}{line}", env.concat());
         }
         let proc = Proc::spawn(cmd, Stdio::null(), true).map_err(|e| format!("cannot run sh: {e}"))?;
-        Ok(Running { proc, dirs, took: None, verbose: self.verbose })
+        Ok(Running { proc, dirs, took: None, served: None, verbose: self.verbose })
     }
 
     /// Starts a holder on `port` and waits until it is ready (CLI-1's ready line, or the port accepting).
@@ -151,12 +153,13 @@ impl Subject {
         let mut run = self.spawn(&port.to_string(), start)?;
         let ready = match self.ready {
             ReadyBy::Line => self.ready_line(&mut run, port, start.host.unwrap_or("127.0.0.1")),
-            ReadyBy::Port => self.port_accepts(&mut run, port),
-        };
-        ready.map(|took| {
-            run.took = Some(took);
-            run
-        })
+            ReadyBy::Port | ReadyBy::Readyz => self.port_accepts(&mut run, port),
+        }?;
+        run.took = Some(ready);
+        if self.ready == ReadyBy::Readyz {
+            run.served = Some(self.readyz(&mut run, port)?);
+        }
+        Ok(run)
     }
 
     /// Reads the ready line; checks it names `host:port` (for `localhost`: 127.0.0.1).
@@ -184,6 +187,25 @@ impl Subject {
             std::thread::sleep(Duration::from_millis(10));
         }
         Err(format!("timed out: the port did not accept within {}", human(self.deadline)))
+    }
+
+    /// Waits (bounded) until `GET /readyz` answers 200, or the instance exits.
+    fn readyz(&self, run: &mut Running, port: u16) -> Result<Duration, String> {
+        let end = Instant::now() + self.deadline;
+        let mut last = String::from("no answer");
+        while Instant::now() < end {
+            match http_get(loopback(port), "/readyz", self.deadline) {
+                Ok(text) if Answer::parse(&text).is_some_and(|a| a.status == 200) => return Ok(run.proc.started().elapsed()),
+                Ok(text) => last = format!("{:?}", clipped(first_line(&text))),
+                Err(e) => last = e.to_string(),
+            }
+            if run.proc.exited().is_some() {
+                return Err(self.exited_or(run, format!("exited before GET /readyz answered 200 (last: {last})")));
+            }
+            // Polling the readiness probe of a peer that binds before it serves; the deadline bounds it.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("timed out: GET /readyz did not answer 200 within {} (last: {last})", human(self.deadline)))
     }
 
     /// `why`, with the exit status and first stderr line if the instance has exited.
@@ -220,19 +242,39 @@ impl Subject {
 }
 
 /// Checks a refusal against ERR-1: nothing on stdout, the exact first stderr line, exit 3 (or 5).
+/// Every difference is named (a peer may differ in all three), its output abbreviated.
 pub fn check_refusal(r: &Refusal, port: u16, allow_healthy: bool) -> Check {
     let want = spec::held_message(&spec::url("127.0.0.1", port));
+    let mut problems = Vec::new();
     if !r.stdout.is_empty() {
-        return Err(format!("started although the port was held: stdout {:?} ({})", r.stdout, r.status));
+        problems.push(format!("stdout not empty although the port was held ({})", abbreviated(&r.stdout)));
     }
     if first_line(&r.stderr) != want {
-        return Err(format!("first stderr line {:?}, want {want:?} ({})", first_line(&r.stderr), r.status));
+        problems.push(format!("first stderr line {:?}, want {want:?}", clipped(first_line(&r.stderr))));
     }
     let ok = r.code == Some(spec::exit::HELD) || (allow_healthy && r.code == Some(spec::exit::HELD_BY_GATEWAY));
     if !ok {
-        return Err(format!("{}, want exit 3{}", r.status, if allow_healthy { " (or 5)" } else { "" }));
+        problems.push(format!("{}, want exit 3{}", r.status, if allow_healthy { " (or 5)" } else { "" }));
     }
-    Ok(format!("refused: {}, exact message, empty stdout, in {}", r.status, human(r.took)))
+    if problems.is_empty() {
+        return Ok(format!("refused: {}, exact message, empty stdout, in {}", r.status, human(r.took)));
+    }
+    Err(format!("refused start ({}, {} after exec): {}", r.status, human(r.took), problems.join("; ")))
+}
+
+/// Output in a failure message: its line count and first line, clipped.
+pub fn abbreviated(text: &str) -> String {
+    let lines = text.lines().count();
+    format!("{lines} line{}, the first {:?}", if lines == 1 { "" } else { "s" }, clipped(first_line(text)))
+}
+
+/// `text` cut to 160 characters (`...` marks a cut), for a table row.
+pub fn clipped(text: &str) -> String {
+    const MAX: usize = 160;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// The first line of `text` (empty if none).
@@ -247,4 +289,35 @@ pub fn without_flag(template: &str, flag: &str, placeholder: &str) -> Option<Str
         .iter()
         .find(|pattern| template.contains(pattern.as_str()))
         .map(|pattern| template.replacen(pattern.as_str(), "", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(code: i32, stdout: &str, stderr: &str) -> Refusal {
+        let status = format!("exit {code}");
+        Refusal {
+            code: Some(code),
+            status,
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            took: Duration::from_secs(20),
+            written: Vec::new(),
+        }
+    }
+
+    /// ERR-1: a peer that logs on stdout, words the error its own way and exits 1 gets all three named.
+    #[test]
+    fn err1_every_difference_of_a_refusal_is_named() {
+        let logs = format!("{}\n", "x".repeat(500)).repeat(9);
+        let why = check_refusal(&refusal(1, &logs, "12:00 Gateway failed to start: held\n"), 7, true).unwrap_err();
+        assert!(why.contains("stdout not empty although the port was held (9 lines, the first \"xxx"), "{why}");
+        assert!(why.contains(&format!("{}...", "x".repeat(160))) && !why.contains(&"x".repeat(161)), "{why}");
+        assert!(why.contains("first stderr line \"12:00 Gateway failed to start: held\""), "{why}");
+        assert!(why.contains("exit 1, want exit 3 (or 5)") && why.starts_with("refused start (exit 1, 20.00 s after exec)"), "{why}");
+        let exact = format!("{}\n", spec::held_message(&spec::url("127.0.0.1", 7)));
+        assert!(check_refusal(&refusal(3, "", &exact), 7, false).is_ok());
+        assert!(check_refusal(&refusal(5, "", &exact), 7, false).unwrap_err().contains("exit 5, want exit 3"));
+    }
 }

@@ -18,6 +18,11 @@ const DOOR_ROWS: &str = "DOOR-7,PROTO-15";
 /// One runner at a time: the thresholds (1 s to refuse, 1 s to bind) are judged on a machine that
 /// is not also running a dozen other runners (CI has 2 cores).
 fn run(defect: Option<&str>, rows: &str) -> (i32, Vec<String>, String) {
+    run_with(defect, rows, &[])
+}
+
+/// [`run`] with further runner flags (`--ready port`, ...).
+fn run_with(defect: Option<&str>, rows: &str, flags: &[&str]) -> (i32, Vec<String>, String) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mutants/mini_port.py");
@@ -28,6 +33,7 @@ fn run(defect: Option<&str>, rows: &str) -> (i32, Vec<String>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway-conformance"))
         .args([template.as_str(), "--only", rows, "--json"])
         .args(claim)
+        .args(flags)
         .output()
         .expect("run gateway-conformance");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -166,4 +172,41 @@ fn shut2_unbounded_drain_is_caught() {
 #[test]
 fn shut3_second_signal_is_caught() {
     caught("double-signal", "SHUT-3", &["SHUT-3"]);
+}
+
+/// LOCK-6 without a ready line (`--ready port`, how a peer such as OpenClaw's gateway is run): a
+/// correct port that binds 2 s after its exec has exactly one winner, the contender the kernel's
+/// tables show holding the socket. (The runner once counted every contender still alive after
+/// 500 ms as ready: each one still working towards its bind, or retrying, was a "winner".)
+#[test]
+fn lock6_without_a_ready_line_finds_the_winner_in_the_socket_table() {
+    let (code, failed, text) = run_with(Some("slow-bind"), "LOCK-6", &["--ready", "port"]);
+    assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
+}
+
+/// `--ready readyz` (a peer that binds before it serves): the port accepting, then GET /readyz 200;
+/// the lock, release and shutdown rows are judged as usual on a port that serves /readyz.
+#[test]
+fn ready_by_readyz_judges_a_port_that_serves_it() {
+    let (code, failed, text) = run_with(None, "LOCK-1,LOCK-6,REL-1,SHUT-1", &["--ready", "readyz"]);
+    assert!(code == 0 && failed.is_empty(), "exit {code}, failed {failed:?}\n{text}");
+}
+
+/// `--ready readyz` against a server whose /readyz never answers 200: not ready, and said so.
+#[test]
+fn ready_by_readyz_waits_for_200_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway-conformance"))
+        .args(["python3 -m http.server --bind 127.0.0.1 {port}", "--ready", "readyz", "--deadline", "2s", "--only", "LOCK-1", "--json"])
+        .output()
+        .expect("run gateway-conformance");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("timed out: GET /readyz did not answer 200 within 2.00 s (last: \\\"HTTP/1.0 404"), "{text}");
+}
+
+/// LOCK-6 without a ready line: contenders that all bind (SO_REUSEPORT) are still caught.
+#[test]
+fn lock6_without_a_ready_line_catches_a_shared_port() {
+    let (code, failed, text) = run_with(Some("reuseport"), "LOCK-6", &["--ready", "port", "--deadline", "2s"]);
+    assert!(code == 1 && failed.iter().any(|f| f == "LOCK-6"), "exit {code}, failed {failed:?}\n{text}");
 }

@@ -1,18 +1,19 @@
 //! Scratch directories: one per run, removed when dropped, with a fresh working directory, `HOME`,
-//! `TMPDIR` and XDG directories for every instance started (DOOR-6), so that nothing an implementation writes lands
+//! XDG directories and `TMPDIR` for every instance started, so that nothing an implementation writes lands
 //! in the user's home or a shared folder, and a refused start can be checked to have written nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The XDG variables every instance gets, each pointing into its own directory.
-const XDG: [(&str, &str); 5] = [
+/// The XDG variables (and `TMPDIR`) every instance gets, each pointing into its own directory.
+const XDG: [(&str, &str); 6] = [
     ("XDG_CONFIG_HOME", "config"),
     ("XDG_STATE_HOME", "state"),
     ("XDG_DATA_HOME", "data"),
     ("XDG_CACHE_HOME", "cache"),
     ("XDG_RUNTIME_DIR", "runtime"),
+    ("TMPDIR", "tmp"),
 ];
 
 /// A scratch directory (`<tmp>/<prefix>-<pid>-<n>`), created at once and removed when dropped.
@@ -37,7 +38,7 @@ impl Scratch {
         &self.root
     }
 
-    /// A fresh instance home: `cwd/`, `home/`, `tmp/` and the XDG directories (mode 0700), all empty.
+    /// A fresh instance home: `cwd/`, `home/`, the XDG directories (mode 0700) and `tmp/`, all empty.
     pub fn instance(&self) -> std::io::Result<Instance> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(format!("i{n}"));
@@ -73,19 +74,14 @@ impl Instance {
         self.dir.join("home")
     }
 
-    /// `TMPDIR`.
-    pub fn tmp(&self) -> PathBuf {
-        self.dir.join("tmp")
-    }
-
-    /// The directory an XDG variable points to (`XDG_STATE_HOME` -> `.../state`).
+    /// The directory an XDG variable or `TMPDIR` points to (`XDG_STATE_HOME` -> `.../state`).
     pub fn xdg(&self, var: &str) -> Option<PathBuf> {
         XDG.iter().find(|(v, _)| *v == var).map(|(_, d)| self.dir.join(d))
     }
 
-    /// Sets the working directory, `HOME`, `TMPDIR` and the XDG variables of `cmd` to this instance's.
+    /// Sets the working directory, `HOME`, the XDG variables and `TMPDIR` of `cmd` to this instance's.
     pub fn apply(&self, cmd: &mut Command) {
-        cmd.current_dir(self.cwd()).env("HOME", self.home()).env("TMPDIR", self.tmp());
+        cmd.current_dir(self.cwd()).env("HOME", self.home());
         for (var, sub) in XDG {
             cmd.env(var, self.dir.join(sub));
         }
@@ -130,6 +126,10 @@ mod tests {
         let root = scratch.path().to_path_buf();
         let one = scratch.instance().unwrap();
         assert!(one.written().is_empty());
+        // TMPDIR is the instance's own too, and what is written there counts.
+        std::fs::write(one.xdg("TMPDIR").unwrap().join("cache"), "").unwrap();
+        assert_eq!(one.written(), ["tmp/cache"]);
+        std::fs::remove_file(one.xdg("TMPDIR").unwrap().join("cache")).unwrap();
         std::fs::write(one.cwd().join("state.json"), "{}").unwrap();
         assert_eq!(one.written(), ["cwd/state.json"]);
         one.remove().unwrap();

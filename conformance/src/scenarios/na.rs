@@ -10,7 +10,7 @@ pub fn not_applicable(id: &str, settings: &Settings) -> &'static str {
     let claims: &Claims = &settings.claims;
     match id {
         "ERR-2" if !settings.template.contains("{host}") => "the template has no {host}",
-        "CLI-1" if settings.ready == ReadyBy::Port => "no ready line claimed (--ready port)",
+        "CLI-1" if settings.ready != ReadyBy::Line => "no ready line claimed (--ready port or readyz)",
         "CLI-4" => "`status`, `stop` and `verify` are this binary's own subcommands",
         "OPS-1" if !claims.names_holder => "naming the holder not claimed (no --names-holder)",
         id if (id.starts_with("PROTO-") || id.starts_with("DOOR-")) && claims.token.is_none() => "protocol not claimed (no --token)",
