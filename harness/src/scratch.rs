@@ -42,7 +42,7 @@ impl Scratch {
     pub fn instance(&self) -> std::io::Result<Instance> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(format!("i{n}"));
-        for sub in ["cwd", "home", "tmp"].into_iter().chain(XDG.iter().map(|(_, d)| *d)) {
+        for sub in ["cwd", "home"].into_iter().chain(XDG.iter().map(|(_, d)| *d)) {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         use std::os::unix::fs::PermissionsExt;
@@ -97,7 +97,7 @@ impl Instance {
     /// for an instance that wrote nothing).
     pub fn written(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let tops = ["cwd", "home", "tmp"].into_iter().chain(XDG.iter().map(|(_, d)| *d));
+        let tops = ["cwd", "home"].into_iter().chain(XDG.iter().map(|(_, d)| *d));
         for top in tops {
             walk(&self.dir.join(top), top, &mut out);
         }
