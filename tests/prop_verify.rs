@@ -28,7 +28,10 @@
 //! own. `PROPTEST_CASES` raises the case counts (defaults sized for CI on 2 busy cores).
 #![cfg(target_os = "linux")]
 
-mod common;
+// The integration tests' support (`tests/it/support/`); this binary uses a part of it.
+#[path = "it/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -52,10 +55,10 @@ use rand::{Rng, SeedableRng};
 use schedule::{CyclePlan, Ending, Limits};
 use serde_json::Value;
 
-use common::process_model::config;
-use common::{gateway_bin, health_pid, run_cmd_within, Holder, DEADLINE};
 use gateway_harness::net::ForeignListener;
 use gateway_harness::spec;
+use support::process_model::config;
+use support::{gateway_bin, health_pid, run_cmd_within, Holder, DEADLINE};
 
 /// Cases run by default (`PROPTEST_CASES` overrides): campaigns of 7 verify runs each, replays
 /// (2 runs each), held ports (1 run each). The whole file takes a few seconds.
@@ -72,7 +75,7 @@ const MARKER: &str = "PROP_VERIFY_RUN";
 /// The bad gateway's binary, built once.
 fn bad_gateway_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| common::example_bin("bad_gateway"))
+    BIN.get_or_init(|| support::example_bin("bad_gateway"))
 }
 
 /// Serialises every process-spawning step of this file. The first call builds the bad gateway
@@ -496,16 +499,16 @@ struct Held {
     process: Option<Holder>,
     /// A foreign listener of this process (the harness's), held until dropped.
     _listener: Option<ForeignListener>,
-    stopped: Option<common::StoppedGuard>,
+    stopped: Option<support::StoppedGuard>,
 }
 
 fn hold(kind: HolderKind) -> Held {
     let (process, listener) = match kind {
-        HolderKind::Gateway | HolderKind::StoppedGateway => (Some(common::start_gateway(&["--port", "0"])), None),
+        HolderKind::Gateway | HolderKind::StoppedGateway => (Some(support::start_gateway(&["--port", "0"])), None),
         HolderKind::BadGateway => {
             let mut cmd = Command::new(bad_gateway_bin());
             cmd.args(["run", "--host", "127.0.0.1", "--port", "0"]);
-            (Some(common::start_and_wait_ready(cmd)), None)
+            (Some(support::start_and_wait_ready(cmd)), None)
         }
         HolderKind::Foreign { accepting, reuseport } => {
             let listener = if reuseport {
@@ -518,7 +521,7 @@ fn hold(kind: HolderKind) -> Held {
         }
     };
     let addr = process.as_ref().map(|h| h.addr).or_else(|| listener.as_ref().map(|l| l.addr)).expect("held address");
-    let stopped = matches!(kind, HolderKind::StoppedGateway).then(|| common::StoppedGuard::stop(process.as_ref().expect("gateway").pid()));
+    let stopped = matches!(kind, HolderKind::StoppedGateway).then(|| support::StoppedGuard::stop(process.as_ref().expect("gateway").pid()));
     Held { addr, process, _listener: listener, stopped }
 }
 

@@ -85,7 +85,7 @@ fn every_invariant_names_existing_tests() {
 
 /// Whether `reference` (a `file::test`, script or fuzz target named by the spec) is a test of one
 /// of the suites of issue 3 that would fail if the invariant broke: a proptest state machine over
-/// real processes (`tests/prop_*.rs`), a proptest in the crate (a `proptest!` test: its
+/// real processes (`tests/it/prop_*.rs`, `tests/prop_verify.rs`), a proptest in the crate (a `proptest!` test: its
 /// parameters are `x in strategy`), a loom model (`src/**/loom_tests.rs`), a fuzz target, or the spin
 /// model of the operations protocol (`spec/model/check.sh`).
 fn is_suite_test(root: &Path, reference: &str) -> bool {
@@ -93,7 +93,8 @@ fn is_suite_test(root: &Path, reference: &str) -> bool {
         return reference.starts_with("fuzz/fuzz_targets/") || reference == "spec/model/check.sh";
     };
     let loom_model = file.starts_with("src/") && file.ends_with("/loom_tests.rs");
-    if loom_model || (file.starts_with("tests/prop_") && file.ends_with(".rs")) {
+    let state_machine = file.starts_with("tests/") && file.rsplit('/').next().is_some_and(|f| f.starts_with("prop_") && f.ends_with(".rs"));
+    if loom_model || state_machine {
         return true;
     }
     let name = path.rsplit("::").next().unwrap();
@@ -154,4 +155,38 @@ fn every_invariant_names_a_test_in_the_property_model_fuzz_or_conformance_suites
         }
     }
     assert!(missing.is_empty(), "these invariants name no proptest, loom, fuzz, model or conformance test: {missing:?}");
+}
+
+/// The names `file` declares as modules (`mod name;` or `pub mod name;`, one a line).
+fn declared_modules(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let declaration = |line: &str| line.trim().trim_start_matches("pub ").strip_prefix("mod ")?.strip_suffix(';').map(str::to_string);
+    text.lines().filter_map(declaration).collect()
+}
+
+/// The spec names tests by file (`tests/it/<topic>.rs::name`), and a file of the one test binary
+/// that no `mod` declares is never compiled: its tests would be named, found, and never run. So
+/// every file and folder under `tests/it/` is a module of its folder's `main.rs` or `mod.rs`.
+#[test]
+fn every_file_of_the_test_binary_is_one_of_its_modules() {
+    let mut folders = vec![(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it"), "main.rs")];
+    let mut checked = 0;
+    while let Some((folder, root)) = folders.pop() {
+        let declared = declared_modules(&folder.join(root));
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let module = if path.is_dir() {
+                folders.push((path.clone(), "mod.rs"));
+                name
+            } else if let Some(stem) = name.strip_suffix(".rs").filter(|_| name != root) {
+                stem.to_string()
+            } else {
+                continue; // the folder's own module file, or not Rust (proptest's regressions)
+            };
+            assert!(declared.contains(&module), "{}: no `mod {module};` in {}/{root}", path.display(), folder.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "found only {checked} modules under tests/it/");
 }

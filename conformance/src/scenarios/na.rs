@@ -22,7 +22,7 @@ pub fn not_applicable(id: &str, settings: &Settings) -> &'static str {
         id if id.starts_with("FUZZ-") => "in-process parsers; fuzz the port's own parsers",
         "OPS-8" => "a property of spec/model/gateway_ops.pml, checked by spin (`just model`)",
         id if id.starts_with("OPS-") => {
-            "`status`, `stop`, `--wait`, `--replace`, profiles and NOTIFY_SOCKET are this binary's own command line; see tests/prop_*.rs"
+            "`status`, `stop`, `--wait`, `--replace`, profiles and NOTIFY_SOCKET are this binary's own command line; see tests/it/prop_*.rs"
         }
         id if id.starts_with("VER-") => "properties of `gateway verify` itself, not of the implementation under test",
         _ => NO_SCENARIO,

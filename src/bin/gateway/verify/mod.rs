@@ -17,7 +17,7 @@
 //! Processes, their directories, the spec's expectations and the WebSocket clients come from the
 //! black-box harness (`gateway-harness`), as in the conformance runner and the tests. The I/O-free
 //! parts (`schedule`, `tally`) are unit-tested; the driver (`subject`, `driver`) is exercised by
-//! `tests/verify.rs` and `tests/prop_verify.rs`.
+//! `tests/it/verify.rs` and `tests/prop_verify.rs`.
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};

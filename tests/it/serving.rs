@@ -1,11 +1,9 @@
 //! What the gateway serves on the held port: health, WebSocket upgrades, and clear statuses
 //! for bad requests (SRV-1..3).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 /// SRV-1: `GET /healthz` (and `/health`) answers 200 with the documented JSON; HEAD has no body.

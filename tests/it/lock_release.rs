@@ -1,10 +1,8 @@
 //! The kernel releases the lock on any exit, and nothing outlives the holder (REL-1..3).
 
-mod common;
-
 use std::io::Write;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

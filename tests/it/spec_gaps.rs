@@ -4,15 +4,13 @@
 //! finished during a drain, and what an evicted connection sees. Real processes, ephemeral
 //! loopback ports, each test its own scratch directory.
 
-mod common;
-
 use gateway_harness::spec;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -351,7 +349,7 @@ fn rel4_an_http_exchange_is_finished_once_the_response_is_written() {
     probe.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
     // The probe's socket stays open until the gateway has exited.
-    let status = common::wait_with_deadline(&mut gw.child, DEADLINE).expect("exit");
+    let status = crate::support::wait_with_deadline(&mut gw.child, DEADLINE).expect("exit");
     assert!(status.success());
     let err = gw.take_stderr();
     assert!(!err.contains("did not close within the grace period"), "{err}");

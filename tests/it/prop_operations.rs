@@ -42,8 +42,6 @@
 //! is continued and killed when a case ends, pass or fail (the `Drop` impls).
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use gateway_harness::spec;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -52,8 +50,10 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
-use common::{gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE};
+use crate::support::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
+use crate::support::{
+    gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proptest::prelude::*;

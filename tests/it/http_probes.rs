@@ -1,11 +1,9 @@
 //! Readiness and startup probes on the held port (spec/protocol.md, PROTO-13, PROTO-14).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 /// PROTO-13: `/ready`, `/readyz`, `/startup`, `/startupz` answer 200 while serving (HEAD: no body);

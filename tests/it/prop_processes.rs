@@ -36,8 +36,6 @@
 //! killed when a case ends, pass or fail ([`System`]'s `Drop`).
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use gateway_harness::spec;
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
@@ -47,8 +45,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 
-use common::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
-use common::{
+use crate::support::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
+use crate::support::{
     gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
     wait_with_deadline, ws_connect, ForeignListener, Ws, DEADLINE,
 };

@@ -1,15 +1,13 @@
 //! The front door against a real `gateway run` (spec/protocol.md, DOOR-*): tokens, the
 //! non-loopback refusal, the Origin allow-list and connection limits.
 
-mod common;
-
 use gateway_harness::spec;
 use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 /// A fresh, empty directory for this test's state (removed when dropped, also on failure).

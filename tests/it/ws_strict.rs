@@ -3,12 +3,10 @@
 //! protocol violations (an unmasked client frame, RSV bits, an unknown opcode) close with 1002 and
 //! a close frame, not a dropped connection; before and after authentication.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::*;
+use crate::support::*;
 use proptest::strategy::Strategy;
 
 /// A raw upgrade request with this `Sec-WebSocket-Key`.

@@ -1,13 +1,11 @@
 //! Graceful shutdown: every client gets 1012, the port is held until drained, then released
 //! as the last act; stuck clients cannot hold it past the grace period (SHUT-1..3, REL-4).
 
-mod common;
-
 use gateway_harness::spec;
 use std::io::Write;
 use std::net::TcpStream;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -33,7 +31,7 @@ fn shut1_each_signal_closes_clients_with_1012_and_exits_0() {
         let mut clients: Vec<Ws> = (0..3).map(|_| ws_connect(addr)).collect();
         holder.signal(sig);
         for ws in &mut clients {
-            assert_eq!(read_close(ws), common::close_of(spec::close::SERVICE_RESTART), "{sig}");
+            assert_eq!(read_close(ws), crate::support::close_of(spec::close::SERVICE_RESTART), "{sig}");
             assert_eq!(CloseCode::from(1012), CloseCode::Restart);
             // Answer the close and see the connection end.
             while ws.read().is_ok() {}

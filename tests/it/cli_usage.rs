@@ -1,11 +1,9 @@
 //! The command line: ready line, usage errors, environment, a closed stdout (CLI-1..4).
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 /// CLI-1: with port 0 the ready line shows the real port, and that port accepts connections.
 #[test]

@@ -1,12 +1,10 @@
 //! `gateway verify` end to end (VER-*): a short passing run, broken gateways that must fail it,
 //! and a port that is not free.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{gateway_bin, run_cmd_within};
+use crate::support::{gateway_bin, run_cmd_within};
 
 /// Runs `gateway verify` with args (and env) to completion; returns (exit code, stdout, stderr).
 fn verify(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
@@ -17,7 +15,7 @@ fn verify(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) 
 }
 
 fn bad_gateway_bin() -> std::path::PathBuf {
-    common::example_bin("bad_gateway")
+    crate::support::example_bin("bad_gateway")
 }
 
 fn summary(stdout: &str) -> serde_json::Value {
@@ -42,7 +40,7 @@ fn ver1_short_run_passes_with_json_summary() {
     assert!(json["holders"].as_u64().unwrap() >= 3, "{json}");
     assert!(json["seed"].is_u64());
     let port = json["port"].as_u64().unwrap() as u16;
-    common::assert_port_free(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    crate::support::assert_port_free(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     // The port it chose lies below the ephemeral range, where no outgoing connection can take it.
     if let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -89,7 +87,7 @@ fn ver4_busy_port_is_refused_and_left_alone() {
     assert_eq!(code, Some(3), "stdout {out}\nstderr {err}");
     assert!(err.starts_with(&format!("gateway verify: port {} is not free", addr.port())), "{err}");
     assert!(out.is_empty());
-    std::net::TcpStream::connect_timeout(&addr, common::DEADLINE).expect("the holder still accepts");
+    std::net::TcpStream::connect_timeout(&addr, crate::support::DEADLINE).expect("the holder still accepts");
 }
 
 /// VER-1: `--duration` bounds a run that has no `--cycles`; the summary is still complete.

@@ -2,11 +2,9 @@
 //! run`'s refusal and in `gateway status` (text and JSON), against a real process whose argv holds
 //! newlines and terminal escape sequences and which holds the port.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 /// Arguments a hostile holder could carry: a fake line, a screen clear and colour, a bell, a
 /// C1 control, a right-to-left override, and a very long argument.

@@ -3,15 +3,13 @@
 //! lets them while a client with the right token keeps coming in. Prints the figures
 //! (docs/README-protocol.md records them).
 
-mod common;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 /// The token of the attacked gateway: short, as a user might choose.

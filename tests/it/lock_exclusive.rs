@@ -1,13 +1,11 @@
 //! The lock is exclusive: one holder per address, the same refusal for any holder, exactly
 //! one winner among contenders (LOCK-1..6, ERR-1, ERR-2).
 
-mod common;
-
 use gateway_harness::spec;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::support::*;
 use socket2::{Domain, Socket, Type};
 
 /// LOCK-1, LOCK-3, ERR-1: a second instance is refused at once with the exact message (exit 5:

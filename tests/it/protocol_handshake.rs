@@ -1,9 +1,7 @@
 //! The gateway protocol over real sockets against a real `gateway run` (spec/protocol.md, PROTO-*):
 //! challenge, handshake, every close code, methods, ticks and the shutdown event.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use gateway_harness::spec;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -66,7 +64,7 @@ fn proto4_protocol_mismatch_closes_1002() {
         ws_json(&mut ws);
         ws_send(&mut ws, &connect_frame(min, max, Some(TEST_TOKEN)));
         let (frames, close) = ws_until_close(&mut ws);
-        assert_eq!(close, common::close_of(spec::close::PROTOCOL_MISMATCH));
+        assert_eq!(close, crate::support::close_of(spec::close::PROTOCOL_MISMATCH));
         assert_eq!(frames[0]["error"]["code"], "PROTOCOL_MISMATCH");
     }
 }
@@ -83,7 +81,7 @@ fn proto5_wrong_or_missing_token_closes_1008() {
         ws_json(&mut ws);
         ws_send(&mut ws, &connect_frame(4, 4, token));
         let (frames, close) = ws_until_close(&mut ws);
-        assert_eq!(close, common::close_of(spec::close::UNAUTHORIZED));
+        assert_eq!(close, crate::support::close_of(spec::close::UNAUTHORIZED));
         assert_eq!(frames[0]["id"], "connect-1");
         assert_eq!(frames[0]["error"]["code"], code);
         assert!(frames[0]["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -98,7 +96,7 @@ fn proto6_handshake_timeout_closes_1008() {
     assert_eq!(ws_json(&mut ws)["event"], "connect.challenge");
     let (frames, close) = ws_until_close(&mut ws);
     assert!(frames.is_empty(), "{frames:?}");
-    assert_eq!(close, common::close_of(spec::close::HANDSHAKE_TIMEOUT));
+    assert_eq!(close, crate::support::close_of(spec::close::HANDSHAKE_TIMEOUT));
     // An authenticated client is not subject to it: it still answers after the timeout.
     let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
     let mut idle = ws_connect(gw.addr);
@@ -114,7 +112,7 @@ fn proto7_oversize_frames_close_1009() {
     let mut ws = ws_connect(gw.addr);
     ws_json(&mut ws);
     ws_send(&mut ws, &" ".repeat(64 * 1024 + 1));
-    assert_eq!(ws_until_close(&mut ws).1, common::close_of(spec::close::TOO_LARGE));
+    assert_eq!(ws_until_close(&mut ws).1, crate::support::close_of(spec::close::TOO_LARGE));
 
     let (mut ws, _) = ws_handshake(gw.addr, TEST_TOKEN);
     // 100 KiB after authentication: answered (a malformed request), not closed.
@@ -123,7 +121,7 @@ fn proto7_oversize_frames_close_1009() {
     assert_eq!(ws_json(&mut ws)["id"], "big");
     ws_send(&mut ws, &" ".repeat(1024 * 1024 + 1));
     let (_, close) = ws_until_close(&mut ws);
-    assert_eq!(close, common::close_of(spec::close::TOO_LARGE));
+    assert_eq!(close, crate::support::close_of(spec::close::TOO_LARGE));
 }
 
 /// A client frame's header: `fin`, `opcode`, a payload of `len` bytes, masked with the all-zero
@@ -174,7 +172,7 @@ fn proto7_preauth_frame_refused_from_its_header_unread() {
         let mut ws = ws_connect(gw.addr);
         ws_json(&mut ws);
         ws.get_mut().write_all(&bytes).unwrap();
-        assert_eq!(ws_until_close(&mut ws), (vec![], common::close_of(spec::close::TOO_LARGE)), "{what}");
+        assert_eq!(ws_until_close(&mut ws), (vec![], crate::support::close_of(spec::close::TOO_LARGE)), "{what}");
     }
     // 64 KiB is within the limit: read, and refused only as a first request that is not connect.
     let mut ws = ws_connect(gw.addr);
@@ -268,11 +266,11 @@ fn proto9_ticks_then_shutdown_event_and_1012() {
     let last = frames.last().expect("the shutdown event");
     assert_eq!(last["event"], "shutdown");
     assert_eq!(last["payload"], json!({"reason": spec::SHUTDOWN_REASON}));
-    assert_eq!(close, common::close_of(spec::close::SERVICE_RESTART));
+    assert_eq!(close, crate::support::close_of(spec::close::SERVICE_RESTART));
     // An unauthenticated client gets the close only.
     let (frames, close) = ws_until_close(&mut unauthenticated);
     assert!(frames.is_empty(), "{frames:?}");
-    assert_eq!(close, common::close_of(spec::close::SERVICE_RESTART));
+    assert_eq!(close, crate::support::close_of(spec::close::SERVICE_RESTART));
     assert!(gw.wait().success());
 }
 

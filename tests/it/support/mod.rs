@@ -3,7 +3,6 @@
 //! process driver, the socket table, the HTTP and WebSocket clients and the spec's messages are the
 //! black-box harness's (`harness/`, crate `gateway-harness`); these are the tests' panicking
 //! front ends to it.
-#![allow(dead_code)]
 
 pub mod process_model;
 
@@ -93,6 +92,8 @@ impl Holder {
 impl Drop for Holder {
     fn drop(&mut self) {
         proc::kill_and_reap(&mut self.child, false);
+        // Only once the process is gone: nothing can write into its scratch directory any more.
+        drop(self.scratch.take());
     }
 }
 
@@ -339,7 +340,7 @@ pub struct Pending {
     pub stdout: Option<BufReader<ChildStdout>>,
     pub stderr: Option<ChildStderr>,
     /// Its own HOME, XDG_STATE_HOME and TMPDIR ([`scratch_env`]), removed after it is reaped.
-    pub scratch: tempfile::TempDir,
+    pub scratch: Option<tempfile::TempDir>,
 }
 
 impl Pending {
@@ -347,7 +348,7 @@ impl Pending {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
         let scratch = scratch_env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn");
-        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child, scratch }
+        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child, scratch: Some(scratch) }
     }
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
@@ -371,6 +372,8 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         proc::kill_and_reap(&mut self.child, false);
+        // Only once the process is gone: nothing can write into its scratch directory any more.
+        drop(self.scratch.take());
     }
 }
 

@@ -1,13 +1,11 @@
 //! Taking a held port over (issue 4): `gateway stop` (OPS-3), `gateway run --wait` (OPS-4) and
 //! `gateway run --replace` (OPS-5). Real processes and signals; a foreign listener is never touched.
 
-mod common;
-
 use gateway_harness::spec;
 use std::os::unix::process::CommandExt;
 use std::sync::mpsc;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 /// OPS-3: `stop` sends SIGTERM to the gateway, waits until the port is free, reports the time; exit 0.

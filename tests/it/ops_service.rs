@@ -1,12 +1,10 @@
 //! Profiles and service managers (issue 4): `--profile` with its locked state directory (OPS-6),
 //! and `NOTIFY_SOCKET` readiness (OPS-7), with a real unix datagram socket as the service manager.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 
 fn run_with_state(state: &Path, args: &[&str]) -> std::process::Command {

@@ -1,7 +1,7 @@
 //! What the proptest suites over real processes share: the signals the state machines
-//! (`tests/prop_processes.rs`, `tests/prop_operations.rs`) send, the life of a process as their
-//! models see it, ending processes, ports and scratch directories; and the proptest configuration
-//! of those and of `tests/prop_verify.rs`.
+//! (`tests/it/prop_processes.rs`, `tests/it/prop_operations.rs`) send, the life of a process as
+//! their models see it, ending processes, ports and scratch directories; and the proptest
+//! configuration of those and of `tests/prop_verify.rs`.
 
 use std::path::PathBuf;
 use std::process::Child;
