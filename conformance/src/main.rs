@@ -27,6 +27,10 @@ fn say(text: &str) {
 }
 
 fn main() {
+    // The hostile holder of OPS-9's row: arguments that need not be UTF-8, so before they are parsed.
+    if std::env::args_os().nth(1).is_some_and(|a| a == scenarios::HOLD) {
+        scenarios::hold();
+    }
     let settings = match args::parse(std::env::args().skip(1).collect()).and_then(with_defaults) {
         Ok(settings) => Arc::new(settings),
         Err(why) => usage_error(&why),

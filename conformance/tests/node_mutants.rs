@@ -1,5 +1,5 @@
 //! The runner proven by mutants of the Node.js port (issue 11, item 2): the protocol and front-door
-//! rows PROTO-1 to PROTO-9, PROTO-13, PROTO-14, DOOR-2 to DOOR-5, and OPS-1 and CLI-2.
+//! rows PROTO-1 to PROTO-9, PROTO-13, PROTO-14, DOOR-2 to DOOR-6, and OPS-1, OPS-9 and CLI-2.
 //! `mutants/node_defects.json` lists one-defect edits of `ports/node/`; each mutant is a copy of the
 //! port in a scratch directory with exactly one edit (whose text must occur exactly once, so a
 //! change of the port cannot silently turn a mutant into the port itself). The runner, with the
@@ -18,9 +18,9 @@ use serde_json::Value;
 
 /// The rows a mutant must exist for: every protocol, front-door, holder and usage row the runner
 /// judges on the Node port's claims (the lock rows are `tests/mutants.rs`'s).
-const REQUIRED_ROWS: [&str; 17] = [
+const REQUIRED_ROWS: [&str; 19] = [
     "PROTO-1", "PROTO-2", "PROTO-3", "PROTO-4", "PROTO-5", "PROTO-6", "PROTO-7", "PROTO-8", "PROTO-9", "PROTO-13", "PROTO-14", "DOOR-2",
-    "DOOR-3", "DOOR-4", "DOOR-5", "OPS-1", "CLI-2",
+    "DOOR-3", "DOOR-4", "DOOR-5", "DOOR-6", "OPS-1", "OPS-9", "CLI-2",
 ];
 
 /// The bound of every wait of the runner: a mutant that stays silent (a refusal that never comes, an
@@ -248,7 +248,7 @@ fn the_node_port_copy_without_a_defect_passes_the_mutants_rows() {
     assert!(outcome.code == 0 && outcome.failed().is_empty(), "exit {}, failed {:?}\n{}", outcome.code, outcome.failed(), outcome.output);
 }
 
-/// PROTO-1 to PROTO-9, PROTO-13, PROTO-14, DOOR-2 to DOOR-5, OPS-1, CLI-2: every mutant of
+/// PROTO-1 to PROTO-9, PROTO-13, PROTO-14, DOOR-2 to DOOR-6, OPS-1, OPS-9, CLI-2: every mutant of
 /// `node_defects.json` fails the run, naming its rows (two at a time; all are run, then every miss
 /// is reported).
 #[test]

@@ -57,6 +57,24 @@ pub fn token_file_unreadable_prefix(path: &str) -> String {
     format!("cannot read token file {path}: ")
 }
 
+/// DOOR-6's line when a gateway without a token generated and stored one (`spec/protocol.md`, "The front door").
+pub fn token_generated(path: &str) -> String {
+    format!("gateway: no token given; generated one and stored it in {path} (mode 0600)")
+}
+
+/// DOOR-6's line when a gateway without a token reuses the stored one.
+pub fn token_reused(path: &str) -> String {
+    format!("gateway: no token given; using the one stored in {path} (mode 0600)")
+}
+
+/// OPS-9: a holder's command line is cut after this many characters (after escaping).
+pub const COMMAND_CHARS: usize = 512;
+
+/// OPS-9's marker after a cut: ` [... N more characters]`.
+pub fn cut_marker(more: usize) -> String {
+    format!(" [... {more} more characters]")
+}
+
 /// Exit codes of `spec/errors.md`.
 pub mod exit {
     /// A graceful shutdown completed and the port is released.

@@ -1,9 +1,12 @@
 //! The front door (`spec/protocol.md`, DOOR-*), when the protocol is claimed: no non-loopback bind
 //! without a token, the token from the environment and from files (the runner sets them itself),
-//! the `Origin` allow-list, idle sockets, the `Host` check.
+//! the `Origin` allow-list, idle sockets, the `Host` check, and the one stored token of a gateway
+//! started without one (DOOR-6).
 
 use std::io::Read;
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gateway_harness::net::{http_raw, loopback, port_free, Answer, ForeignListener};
@@ -14,11 +17,12 @@ use nix::sys::signal::Signal;
 
 use super::{Ctx, Table};
 use crate::report::{Check, Verdict};
-use crate::subject::{first_line, without_flag, Start};
+use crate::subject::{first_line, without_flag, Running, Start};
 
 pub const SCENARIOS: Table = &[
     (&["DOOR-2"], no_token_off_loopback),
     (&["DOOR-5"], token_sources),
+    (&["DOOR-6"], stored_token),
     (&["DOOR-3"], origins),
     (&["DOOR-4"], idle_sockets),
     (&["DOOR-7"], foreign_host),
@@ -107,6 +111,131 @@ fn empty_token_file(ctx: &Ctx, template: String) -> Check {
         Ok(format!("GATEWAY_TOKEN_FILE naming a blank file: exit 1, {want:?}"))
     } else {
         Err(format!("GATEWAY_TOKEN_FILE naming a blank file: {}, stderr {:?}, want exit 1 and the line {want:?}", r.status, r.stderr))
+    }
+}
+
+/// DOOR-6: two starts without a token, one after the other on two ports, with the same fresh `HOME`
+/// and `XDG_STATE_HOME`: the first generates `$XDG_STATE_HOME/gateway-lock/token` (0600 in a 0700
+/// directory, 64 lower-case hex digits and a newline), the second reuses it; no other file anywhere,
+/// nothing in either instance's working directory, `TMPDIR` or other directories.
+fn stored_token(ctx: &Ctx) {
+    let template = match tokenless(ctx) {
+        Ok(template) => template,
+        Err(why) => return ctx.record("DOOR-6", Verdict::NotApplicable, why),
+    };
+    ctx.check("DOOR-6", &one_token_file(ctx, &template));
+}
+
+/// The relative paths of the files and directories stored below the shared `HOME` and `XDG_STATE_HOME`
+/// after a start without a token: exactly the token file and its directory.
+const STORED: [&str; 2] = ["state/gateway-lock", "state/gateway-lock/token"];
+
+fn one_token_file(ctx: &Ctx, template: &str) -> Check {
+    let shared = ctx.subject.scratch_path("door6");
+    let (home, state) = (shared.join("home"), shared.join("state"));
+    for dir in [&home, &state] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("the runner could not create {}: {e}", dir.display()))?;
+    }
+    let file = state.join("gateway-lock").join("token");
+    let path = file.display().to_string();
+    let env = vec![("HOME", home.display().to_string()), ("XDG_STATE_HOME", state.display().to_string())];
+    let start = Start { template: Some(template.to_string()), env, ..Start::default() };
+    let first_port = ctx.port();
+    let first = without_token(ctx, first_port, &start, &spec::token_generated(&path), &shared)
+        .map_err(|e| format!("first start without a token (fresh HOME and XDG_STATE_HOME): {e}"))?;
+    let second_port = (0..8).map(|_| ctx.port()).find(|&p| p != first_port).unwrap_or(first_port);
+    let second = without_token(ctx, second_port, &start, &spec::token_reused(&path), &shared)
+        .map_err(|e| format!("second start without a token, on another port after the first exited: {e}"))?;
+    let _ = std::fs::remove_dir_all(&shared);
+    if first != second {
+        return Err(format!("second start, on another port: {path} changed (a stored token is reused, not replaced)"));
+    }
+    Ok(format!("{path} generated (0600, 65 bytes) on port {first_port}, reused on port {second_port}; nothing else written"))
+}
+
+/// One start without a token on `port`: the exact `notice` on stderr, the stored token in force (a
+/// client with it gets `hello-ok`), then `SIGTERM`; afterwards exactly [`STORED`] below `shared`,
+/// with the stated modes and format, and nothing in the instance's own directories. The token.
+fn without_token(ctx: &Ctx, port: u16, start: &Start, notice: &str, shared: &Path) -> Result<String, String> {
+    let deadline = ctx.settings.deadline;
+    let mut gw: Running = ctx.subject.start(port, start)?;
+    let file = shared.join(STORED[1]);
+    stored_within(&file, deadline).map_err(|e| format!("{e}; written: {:?}", everything_written(shared, &gw)))?;
+    let token = std::fs::read_to_string(&file).map_err(|e| format!("{} after the start: {e}", file.display()))?;
+    ws::handshake(loopback(port), token.trim_end(), "conformance", deadline)
+        .map_err(|e| format!("a client with the token stored in {}: {e}", file.display()))?;
+    gw.signal(Signal::SIGTERM);
+    gw.proc.wait(deadline).map_err(|e| format!("SIGTERM sent: {e}"))?;
+    let stderr = gw.proc.stderr(deadline);
+    if !stderr.lines().any(|l| l == notice) {
+        return Err(format!("stderr {stderr:?}, want the line {notice:?}"));
+    }
+    let outside = gw.dirs.written();
+    if !outside.is_empty() {
+        return Err(format!("wrote outside HOME and XDG_STATE_HOME (working directory, TMPDIR, other XDG directories): {outside:?}"));
+    }
+    let stored = stored_below(shared);
+    if stored != STORED {
+        return Err(format!("below HOME and XDG_STATE_HOME: {stored:?}, want exactly {STORED:?} (one token file per profile)"));
+    }
+    stored_as_stated(&file, &token)?;
+    Ok(token)
+}
+
+/// Waits (bounded) until `file` exists: with `--ready port` the port accepts before the token is put
+/// in force (after the bind); it is linked into place whole, so once there it is complete.
+fn stored_within(file: &Path, deadline: Duration) -> Result<(), String> {
+    let end = Instant::now() + deadline;
+    while !file.exists() {
+        if Instant::now() >= end {
+            return Err(format!("timed out: no token stored in {} within {} of the start", file.display(), human(deadline)));
+        }
+        // Polling the file system for a file the instance writes after its bind; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// The token file is 0600 in a 0700 directory and holds 64 lower-case hex digits and a newline.
+fn stored_as_stated(file: &Path, token: &str) -> Result<(), String> {
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).map_err(|e| format!("{}: {e}", p.display()));
+    let (file_mode, dir_mode) = (mode(file)?, mode(file.parent().unwrap_or(file))?);
+    let hex = token.strip_suffix('\n').is_some_and(|t| t.len() == 64 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    if file_mode != 0o600 || dir_mode != 0o700 {
+        Err(format!("{} has mode {file_mode:04o} in a directory of mode {dir_mode:04o}, want 0600 in 0700", file.display()))
+    } else if !hex {
+        Err(format!("{} holds {} bytes, want 64 lower-case hex digits and a newline", file.display(), token.len()))
+    } else {
+        Ok(())
+    }
+}
+
+/// What a start without a token wrote below the shared `HOME` and `XDG_STATE_HOME`, sorted.
+fn stored_below(shared: &Path) -> Vec<String> {
+    let mut stored = Vec::new();
+    for top in ["home", "state"] {
+        walk(&shared.join(top), &format!("{top}/"), &mut stored);
+    }
+    stored.sort();
+    stored
+}
+
+/// What an instance wrote anywhere it may (the shared directories and its own), for a failure message.
+fn everything_written(shared: &Path, gw: &Running) -> Vec<String> {
+    let mut all = stored_below(shared);
+    all.extend(gw.dirs.written().into_iter().map(|w| format!("(its own) {w}")));
+    all
+}
+
+/// Every file or directory below `dir`, as paths relative to the walk's start.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&entry.path(), &format!("{rel}/"), out);
+        }
+        out.push(rel);
     }
 }
 

@@ -119,4 +119,5 @@ pub fn known_rows() -> Vec<&'static str> {
     all().iter().flat_map(|s| s.ids.iter().copied()).collect()
 }
 
+pub use holder::{hold, HOLD};
 pub use na::not_applicable;
