@@ -28,16 +28,18 @@
 //! own. `PROPTEST_CASES` raises the case counts (defaults sized for CI on 2 busy cores).
 #![cfg(target_os = "linux")]
 
-// The integration tests' support (`tests/it/support/`); this binary uses a part of it.
-#[path = "it/support/mod.rs"]
-#[allow(dead_code)]
-mod support;
+// Of the integration tests' support (`tests/it/support/`), this binary shares the proptest
+// configuration and the build of an example; processes, ports and clients are the harness's.
+#[path = "it/support/examples.rs"]
+mod examples;
+#[path = "it/support/proptest_config.rs"]
+mod proptest_config;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -55,10 +57,14 @@ use rand::{Rng, SeedableRng};
 use schedule::{CyclePlan, Ending, Limits};
 use serde_json::Value;
 
-use gateway_harness::net::ForeignListener;
+use gateway_harness::net::{self, ForeignListener};
+use gateway_harness::proc::{self, Proc, Stopped, Streams};
+use gateway_harness::scratch::Scratch;
 use gateway_harness::spec;
-use support::process_model::config;
-use support::{gateway_bin, health_pid, run_cmd_within, Holder, DEADLINE};
+use proptest_config::config;
+
+/// Generous upper bound for anything that should happen "at once" (CI has 2 busy cores).
+const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Cases run by default (`PROPTEST_CASES` overrides): campaigns of 7 verify runs each, replays
 /// (2 runs each), held ports (1 run each). The whole file takes a few seconds.
@@ -75,7 +81,7 @@ const MARKER: &str = "PROP_VERIFY_RUN";
 /// The bad gateway's binary, built once.
 fn bad_gateway_bin() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| support::example_bin("bad_gateway"))
+    BIN.get_or_init(|| examples::example_bin("bad_gateway"))
 }
 
 /// Serialises every process-spawning step of this file. The first call builds the bad gateway
@@ -268,6 +274,9 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
     let marker = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
     let reports = tempfile::tempdir().expect("report directory");
     let mut cmd = Command::new(gateway_bin());
+    // Its own HOME and XDG directories (DOOR-6), so that nothing lands in the user's home.
+    let home = Scratch::new("prop-verify-home").expect("scratch directory");
+    home.instance().expect("scratch directory").apply(&mut cmd);
     // Run in the report directory: a core file (`core_pattern` is often relative) lands there; and
     // with it as the temporary directory, where verify makes the private state directory of its gateways.
     cmd.current_dir(reports.path())
@@ -285,7 +294,9 @@ fn run_verify(_serial: &MutexGuard<'static, ()>, args: &[String], env: &[(&str, 
             setrlimit(Resource::RLIMIT_CORE, hard, hard).map_err(std::io::Error::from)
         });
     }
-    let (status, stdout, stderr) = run_cmd_within(cmd, RUN_DEADLINE);
+    let shown = format!("{cmd:?}");
+    let done = proc::run(cmd, Streams::default(), RUN_DEADLINE).unwrap_or_else(|e| panic!("{shown}: {e}"));
+    let (status, stdout, stderr) = (done.status, done.stdout, done.stderr);
     let leftovers = leftovers(&format!("{MARKER}={marker}"), known);
     // Complete reports only (`PID`): a start killed while writing leaves a `.PID` file behind.
     let (mut starts, mut remains) = (Vec::new(), Vec::new());
@@ -499,16 +510,51 @@ struct Held {
     process: Option<Holder>,
     /// A foreign listener of this process (the harness's), held until dropped.
     _listener: Option<ForeignListener>,
-    stopped: Option<support::StoppedGuard>,
+    stopped: Option<Stopped>,
+}
+
+/// A process holding a port: the harness's [`Proc`] (killed and reaped when dropped) that printed
+/// its ready line, with its own scratch directories, removed after it is reaped.
+struct Holder {
+    proc: Proc,
+    addr: SocketAddr,
+    _scratch: Scratch,
+}
+
+/// Starts `cmd` (logging at `warn`, in its own scratch directories) and reads its ready line (bounded).
+fn start_holder(mut cmd: Command) -> Holder {
+    let scratch = Scratch::new("prop-verify-holder").expect("scratch directory");
+    scratch.instance().expect("scratch directory").apply(&mut cmd);
+    cmd.env("GATEWAY_LOG", "warn");
+    let mut proc = Proc::spawn(cmd, Stdio::null(), false).expect("spawn");
+    let line = proc.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"));
+    let addr = spec::ready_addr(&line).unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
+    Holder { proc, addr, _scratch: scratch }
+}
+
+/// Path of the shipped binary.
+fn gateway_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gateway"))
+}
+
+/// The pid a gateway reports in `/healthz`.
+fn health_pid(addr: SocketAddr) -> i64 {
+    let answer = net::http_get(addr, "/healthz", DEADLINE).expect("GET /healthz");
+    let json = net::Answer::parse(&answer).unwrap_or_else(|| panic!("not HTTP: {answer:?}")).json();
+    json["pid"].as_i64().unwrap_or_else(|| panic!("no pid in the health body: {answer:?}"))
 }
 
 fn hold(kind: HolderKind) -> Held {
     let (process, listener) = match kind {
-        HolderKind::Gateway | HolderKind::StoppedGateway => (Some(support::start_gateway(&["--port", "0"])), None),
+        HolderKind::Gateway | HolderKind::StoppedGateway => {
+            let mut cmd = Command::new(gateway_bin());
+            cmd.args(["run", "--port", "0"]);
+            (Some(start_holder(cmd)), None)
+        }
         HolderKind::BadGateway => {
             let mut cmd = Command::new(bad_gateway_bin());
             cmd.args(["run", "--host", "127.0.0.1", "--port", "0"]);
-            (Some(support::start_and_wait_ready(cmd)), None)
+            (Some(start_holder(cmd)), None)
         }
         HolderKind::Foreign { accepting, reuseport } => {
             let listener = if reuseport {
@@ -521,7 +567,10 @@ fn hold(kind: HolderKind) -> Held {
         }
     };
     let addr = process.as_ref().map(|h| h.addr).or_else(|| listener.as_ref().map(|l| l.addr)).expect("held address");
-    let stopped = matches!(kind, HolderKind::StoppedGateway).then(|| support::StoppedGuard::stop(process.as_ref().expect("gateway").pid()));
+    let stopped = matches!(kind, HolderKind::StoppedGateway).then(|| {
+        let pid = process.as_ref().expect("gateway").proc.pid();
+        Stopped::stop(pid, DEADLINE).unwrap_or_else(|e| panic!("SIGSTOP: {e}"))
+    });
     Held { addr, process, _listener: listener, stopped }
 }
 
@@ -618,7 +667,7 @@ proptest! {
         let serial = serial();
         let mut held = hold(kind);
         let port = held.addr.port();
-        let known: Vec<u32> = held.process.as_ref().map(|h| h.child.id()).into_iter().collect();
+        let known: Vec<u32> = held.process.as_ref().map(|h| h.proc.pid()).into_iter().collect();
         let mut args: Vec<String> =
             ["verify", "--port", &port.to_string(), "--seed", &seed.to_string(), "--cycles", &cycles.to_string()].map(String::from).to_vec();
         if json {
@@ -640,15 +689,15 @@ proptest! {
 
         // The holder is untouched: alive, still listening, a gateway still answering as itself.
         if let Some(process) = held.process.as_mut() {
-            prop_assert!(process.child.try_wait().expect("try_wait").is_none(), "VER-4: the holder exited\n{seen}");
+            prop_assert!(process.proc.exited().is_none(), "VER-4: the holder exited\n{seen}");
         }
         if let Some(guard) = &held.stopped {
-            prop_assert!(gateway_harness::sockets::is_stopped(guard.0.as_raw() as u32), "VER-4: the stopped holder was continued\n{seen}");
+            prop_assert!(gateway_harness::sockets::is_stopped(guard.pid()), "VER-4: the stopped holder was continued\n{seen}");
         }
         prop_assert!(TcpStream::connect_timeout(&held.addr, DEADLINE).is_ok(), "VER-4: the holder no longer listens\n{seen}");
         held.stopped.take();
         if matches!(kind, HolderKind::Gateway | HolderKind::StoppedGateway) {
-            let pid = held.process.as_ref().map(|h| h.child.id() as i64);
+            let pid = held.process.as_ref().map(|h| i64::from(h.proc.pid()));
             prop_assert_eq!(Some(health_pid(held.addr)), pid, "VER-4: the holder answers as itself\n{}", seen);
         }
     }

@@ -79,7 +79,7 @@ impl std::error::Error for TimedOut {}
 
 /// Reads one line (with its newline), or what came before end of file (empty at once at end of
 /// file). Waits with `poll(2)` on the pipe, so a process that never writes cannot hang the reader.
-pub fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadline: Duration) -> Result<String, TimedOut> {
+fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadline: Duration) -> Result<String, TimedOut> {
     let end = Instant::now() + deadline;
     let mut line = Vec::new();
     loop {
@@ -157,7 +157,7 @@ fn until_exit(pid: u32, deadline: Duration, mut exited: impl FnMut() -> bool) ->
 
 /// Waits for `child` to exit, or `None` at the deadline. The exit is seen at once (see
 /// [`until_exit`]), so timings taken around it are exact.
-pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let mut status = None;
     until_exit(child.id(), deadline, || {
         status = child.try_wait().ok().flatten();
@@ -167,7 +167,7 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
 }
 
 /// Continues and kills a child (and its process group if it leads one), then reaps it.
-pub fn kill_and_reap(child: &mut Child, group: bool) {
+fn kill_and_reap(child: &mut Child, group: bool) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
@@ -198,7 +198,7 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// and a reader never waits for end of file while a process (or its child) keeps the pipe open.
 /// The default is a pipe that was never there: empty and at end of file at once.
 #[derive(Clone)]
-pub struct Drain {
+struct Drain {
     state: Arc<(Mutex<Drained>, Condvar)>,
 }
 
@@ -213,7 +213,7 @@ type Drained = (Vec<u8>, bool);
 
 impl Drain {
     /// Starts draining `pipe`.
-    pub fn start(mut pipe: impl Read + Send + 'static) -> Drain {
+    fn start(mut pipe: impl Read + Send + 'static) -> Drain {
         let drain = Drain { state: Arc::new((Mutex::new((Vec::new(), false)), Condvar::new())) };
         let state = Arc::clone(&drain.state);
         std::thread::spawn(move || {
@@ -235,14 +235,14 @@ impl Drain {
     }
 
     /// Everything read so far.
-    pub fn so_far(&self) -> String {
+    fn so_far(&self) -> String {
         let guard = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&guard.0).into_owned()
     }
 
     /// The first line (without its newline) as soon as it is complete, or what came before end of
     /// file; `None` if neither happened within `deadline`.
-    pub fn first_line(&self, deadline: Duration) -> Option<String> {
+    fn first_line(&self, deadline: Duration) -> Option<String> {
         let (lock, cvar) = &*self.state;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = |d: &mut Drained| !d.1 && !d.0.contains(&b'\n');
@@ -253,11 +253,95 @@ impl Drain {
 
     /// Everything, once the pipe reached end of file, or what came within `deadline` (a process
     /// that left the pipe to a child of its own).
-    pub fn until_eof(&self, deadline: Duration) -> String {
+    fn until_eof(&self, deadline: Duration) -> String {
         let (lock, cvar) = &*self.state;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         let (guard, _) = cvar.wait_timeout_while(guard, deadline, |(_, eof)| !*eof).unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&guard.0).into_owned()
+    }
+}
+
+/// The standard streams of a process to spawn. The default: stdin from `/dev/null`, stdout and
+/// stderr piped.
+#[derive(Debug)]
+pub struct Streams {
+    /// Its stdin.
+    pub stdin: Stdio,
+    /// Its stdout (read line by line when piped).
+    pub stdout: Stdio,
+    /// Its stderr (drained in the background when piped).
+    pub stderr: Stdio,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped() }
+    }
+}
+
+/// What a process run to completion left: its exit status, all of its stdout (when piped) and stderr.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its stdout (empty when not piped).
+    pub stdout: String,
+    /// Its stderr (empty when not piped).
+    pub stderr: String,
+}
+
+/// Runs `cmd` with `streams` to completion within `deadline`, draining its pipes while it runs (a
+/// chatty process never blocks on a full pipe); at the deadline it is killed and reaped. The rest
+/// of its output is awaited for `deadline` more at most (a child of its own may keep a pipe).
+/// A failed spawn is the error; so is the deadline (kind `TimedOut`, carrying a [`TimedOut`]).
+pub fn run(cmd: Command, streams: Streams, deadline: Duration) -> std::io::Result<Finished> {
+    let mut proc = Proc::spawn_with(cmd, streams, false)?;
+    let stdout = proc.take_stdout().map(|out| Drain::start(out.into_inner())).unwrap_or_default();
+    let status = proc.wait(deadline).map_err(|e| std::io::Error::new(std::io::ErrorKind::TimedOut, e))?;
+    Ok(Finished { status, stdout: stdout.until_eof(deadline), stderr: proc.stderr(deadline) })
+}
+
+/// Waits (bounded) until the kernel reports process `pid` stopped (`stopped`) or running again: a
+/// `SIGSTOP` takes effect when the target next runs, after `kill(2)` has returned.
+pub fn await_stopped(pid: u32, stopped: bool, deadline: Duration) -> Result<(), TimedOut> {
+    let end = Instant::now() + deadline;
+    while crate::sockets::is_stopped(pid) != stopped {
+        if Instant::now() >= end {
+            let what = format!("pid {pid} {}", if stopped { "stopped" } else { "running again" });
+            return Err(TimedOut { what, after: deadline });
+        }
+        // Polling the kernel's process state; the deadline bounds it.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// A process stopped by `SIGSTOP` for as long as this lives: dropped, it sends `SIGCONT` (on every
+/// path, panics included), so that whoever ends the process next finds it able to die.
+#[derive(Debug)]
+pub struct Stopped {
+    pid: u32,
+}
+
+impl Stopped {
+    /// Stops `pid` and waits (bounded) until the kernel reports it stopped.
+    pub fn stop(pid: u32, deadline: Duration) -> Result<Stopped, TimedOut> {
+        // Guard first: continued again if the wait fails.
+        let stopped = Stopped { pid };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGSTOP);
+        await_stopped(pid, true, deadline)?;
+        Ok(stopped)
+    }
+
+    /// The stopped process.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGCONT);
     }
 }
 
@@ -276,8 +360,14 @@ pub struct Proc {
 impl Proc {
     /// Spawns `cmd` with stdin `stdin`, stdout and stderr piped; in a process group of its own when
     /// `group`.
-    pub fn spawn(mut cmd: Command, stdin: Stdio, group: bool) -> std::io::Result<Proc> {
-        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+    pub fn spawn(cmd: Command, stdin: Stdio, group: bool) -> std::io::Result<Proc> {
+        Proc::spawn_with(cmd, Streams { stdin, ..Streams::default() }, group)
+    }
+
+    /// Spawns `cmd` with `streams`; in a process group of its own when `group`. A stdout or stderr
+    /// that is not piped reads as empty and at end of file.
+    pub fn spawn_with(mut cmd: Command, streams: Streams, group: bool) -> std::io::Result<Proc> {
+        cmd.stdin(streams.stdin).stdout(streams.stdout).stderr(streams.stderr);
         if group {
             cmd.process_group(0);
         }
@@ -301,6 +391,17 @@ impl Proc {
     /// Its stdin, if piped and not taken yet.
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.stdin.take()
+    }
+
+    /// Its stdin to write to, if piped and not taken.
+    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
+        self.stdin.as_mut()
+    }
+
+    /// Its stdout, if piped and not taken yet (to be read by another thread, say); [`Proc::read_line`]
+    /// reads end of file once it is taken.
+    pub fn take_stdout(&mut self) -> Option<BufReader<ChildStdout>> {
+        self.stdout.take()
     }
 
     /// Sends `sig` to the process group (or the process, without a group of its own).

@@ -294,9 +294,11 @@ mod tests {
         let fd = fds_on_inode(std::process::id(), rows[0].inode)[0];
         assert_eq!(fd_cloexec(std::process::id(), fd), Some(true), "std opens sockets close-on-exec");
         assert!(describe_holders(addr).starts_with(&format!("held by pid {}", std::process::id())));
-        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        assert!(holds_listener(std::process::id(), addr.port()) && !holds_listener(other.id(), addr.port()));
-        crate::proc::kill_and_reap(&mut other, false);
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        let mut other = crate::proc::Proc::spawn(cmd, std::process::Stdio::null(), false).unwrap();
+        assert!(holds_listener(std::process::id(), addr.port()) && !holds_listener(other.pid(), addr.port()));
+        other.kill();
         drop(listener);
         // Another process may be given the port as soon as it is released: only ours must be gone.
         assert!(!describe_holders(addr).contains(&format!("pid {} ", std::process::id())));

@@ -69,9 +69,9 @@ fn cli4_closed_stdout_is_never_a_panic() {
 
     // `run`: the ready line cannot be written; the port is held and served all the same.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cmd = gateway_cmd(&["run", "--port", &port.to_string()]);
-    let _scratch = scratch_env(&mut cmd);
-    let mut child = cmd.stdin(std::process::Stdio::null()).stdout(closed_stdout()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let cmd = gateway_cmd(&["run", "--port", &port.to_string()]);
+    let streams = Streams { stdout: closed_stdout(), stderr: std::process::Stdio::null(), ..Streams::default() };
+    let (mut child, _scratch) = spawn(cmd, streams);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let end = std::time::Instant::now() + DEADLINE;
     while std::net::TcpStream::connect(addr).is_err() {
@@ -79,8 +79,8 @@ fn cli4_closed_stdout_is_never_a_panic() {
         // Polling the port until the gateway listens; the deadline bounds it.
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert_eq!(health_pid(addr), i64::from(child.id()), "the gateway on port {port} serves its own health");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = wait_with_deadline(&mut child, DEADLINE).expect("exit after SIGTERM");
+    assert_eq!(health_pid(addr), i64::from(child.pid()), "the gateway on port {port} serves its own health");
+    child.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait(DEADLINE).expect("exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
 }

@@ -2,9 +2,9 @@
 //! non-loopback refusal, the Origin allow-list and connection limits.
 
 use gateway_harness::spec;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use crate::support::*;
@@ -26,13 +26,8 @@ fn gateway_cmd(args: &[&str]) -> Command {
 }
 
 /// Runs `cmd` to its exit (bounded): (exit code, stdout, stderr).
-fn exit_of(mut cmd: Command) -> (Option<i32>, String, String) {
-    let _scratch = scratch_env(&mut cmd);
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let status = wait_with_deadline(&mut child, DEADLINE).expect("gateway did not exit before the deadline");
-    let (mut out, mut err) = (String::new(), String::new());
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+fn exit_of(cmd: Command) -> (Option<i32>, String, String) {
+    let (status, out, err) = run_cmd_within(cmd, DEADLINE);
     (status.code(), out, err)
 }
 
@@ -53,15 +48,10 @@ fn door5_generated_token_is_stored_privately_and_never_logged() {
     let state = scratch.path();
     // Spawned by hand (not start_and_wait_ready) to log at the most verbose level.
     let mut cmd = gateway_cmd(&["--port", "0"]);
-    cmd.env("XDG_STATE_HOME", state).env("GATEWAY_LOG", "trace").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let ready = read_line_with_deadline(&mut stdout, DEADLINE);
-    let addr: SocketAddr = spec::ready_addr(&ready).expect("ready line");
-    let mut gw = Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None };
+    cmd.env("XDG_STATE_HOME", state).env("GATEWAY_LOG", "trace");
+    let mut gw = Holder::ready(Proc::spawn_with(cmd, Streams::default(), false).expect("spawn"), None);
     let path = state.join("gateway-lock").join("token");
-    let mut stderr = BufReader::new(gw.stderr.take().unwrap());
-    let line = read_line_with_deadline(&mut stderr, DEADLINE);
+    let line = gw.stderr_first_line();
     assert_eq!(line, format!("gateway: no token given; generated one and stored it in {} (mode 0600)\n", path.display()));
     let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
     assert_eq!(token.len(), 64);
@@ -73,8 +63,7 @@ fn door5_generated_token_is_stored_privately_and_never_logged() {
     assert!(token_accepted(gw.addr, &token));
     assert!(!token_accepted(gw.addr, "guess"));
     gw.signal(Signal::SIGTERM);
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
+    let rest = gw.take_stderr();
     assert!(gw.wait().success());
     assert!(!line.contains(&token) && !rest.contains(&token), "token leaked on stderr");
 }
@@ -252,8 +241,8 @@ fn door6_one_generated_token_per_profile_reused_across_restarts_and_ports() {
     let start = |args: &[&str]| {
         let mut cmd = gateway_cmd(args);
         cmd.env_remove("XDG_STATE_HOME").env_remove("GATEWAY_PROFILE").env("HOME", &home).env("TMPDIR", &tmp);
-        let mut gw = start_and_wait_ready(cmd);
-        let line = read_line_with_deadline(gw.stderr.as_mut().map(BufReader::new).as_mut().unwrap(), DEADLINE);
+        let gw = start_and_wait_ready(cmd);
+        let line = gw.stderr_first_line();
         (gw, line)
     };
     let default_token = home.join(".local/state/gateway-lock/token");

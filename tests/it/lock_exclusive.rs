@@ -3,7 +3,7 @@
 
 use gateway_harness::spec;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
 use socket2::{Domain, Socket, Type};
@@ -93,34 +93,25 @@ fn lock6_burst_of_contenders_has_exactly_one_winner() {
     let scratch = tempfile::tempdir().unwrap();
     let mut children: Vec<_> = (0..CONTENDERS)
         .map(|_| {
-            Command::new(gateway_bin())
-                .args(["run", "--port", &port.to_string()])
+            let mut cmd = Command::new(gateway_bin());
+            cmd.args(["run", "--port", &port.to_string()])
                 .env("GATEWAY_LOG", "warn")
-                .envs(["HOME", "XDG_STATE_HOME", "TMPDIR"].map(|var| (var, scratch.path())))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+                .envs(["HOME", "XDG_STATE_HOME", "TMPDIR"].map(|var| (var, scratch.path())));
+            Proc::spawn_with(cmd, Streams::default(), false).unwrap()
         })
         .collect();
     // Read every contender's outcome before stopping any winner: a winner killed early would
     // free the port for a late starter.
-    let lines: Vec<String> = children
-        .iter_mut()
-        .map(|child| read_line_with_deadline(&mut std::io::BufReader::new(child.stdout.take().unwrap()), DEADLINE))
-        .collect();
+    let lines: Vec<String> = children.iter_mut().map(|child| child.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"))).collect();
     let winners = lines.iter().filter(|line| line.starts_with(spec::READY_PREFIX)).count();
     for (child, line) in children.iter_mut().zip(&lines) {
         if line.starts_with(spec::READY_PREFIX) {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             continue;
         }
         assert_eq!(line, "", "a loser prints nothing on stdout");
-        let status = wait_with_deadline(child, DEADLINE).expect("contender exit");
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let status = child.wait(DEADLINE).expect("contender exit");
+        let err = child.stderr(DEADLINE);
         assert!(matches!(status.code(), Some(3 | 5)), "{err}");
         assert_eq!(err.lines().next(), Some(held_message(&format!("ws://127.0.0.1:{port}")).as_str()));
     }

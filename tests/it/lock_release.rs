@@ -1,7 +1,5 @@
 //! The kernel releases the lock on any exit, and nothing outlives the holder (REL-1..3).
 
-use std::io::Write;
-
 use crate::support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -29,7 +27,7 @@ fn rel1_successor_binds_after_each_signal() {
 fn crash_helper_then_successor(command: &str) {
     let mut holder = start_helper(0);
     let port = holder.port();
-    writeln!(holder.stdin.as_mut().unwrap(), "{command}").unwrap();
+    holder.write_line(command);
     let status = holder.wait();
     assert!(!status.success(), "{command} must crash the holder");
     successor_binds_at_once(port);
@@ -73,7 +71,7 @@ fn rel2_successor_binds_after_sigkill_with_clients() {
 fn rel3_child_process_does_not_inherit_the_lock() {
     let mut holder = start_helper(0);
     let port = holder.port();
-    writeln!(holder.stdin.as_mut().unwrap(), "spawn").unwrap();
+    holder.write_line("spawn");
     let line = holder.read_line();
     let child: i32 = line.trim().strip_prefix("child ").and_then(|p| p.parse().ok()).expect("child pid");
     let child = Pid::from_raw(child);

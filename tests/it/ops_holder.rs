@@ -45,7 +45,7 @@ fn ops1_refusal_by_a_foreign_listener_names_it_and_exits_3() {
 #[test]
 fn ops1_sigstopped_holder_gives_a_bounded_answer() {
     let holder = start_gateway(&["--port", "0"]);
-    let _stopped = StoppedGuard::stop(holder.pid());
+    let _stopped = stop_until_dropped(holder.pid());
     let port = holder.port().to_string();
     let (status, _, err) = run_refused(|| gateway_cmd(&["run", "--port", &port]), process_found);
     assert_eq!(status.code(), Some(3), "stderr: {err}");
@@ -136,7 +136,7 @@ fn ops2_status_foreign_holder_exits_4() {
 fn ops2_status_stopped_or_silent_holder_exits_5() {
     let holder = start_gateway(&["--port", "0"]);
     {
-        let _stopped = StoppedGuard::stop(holder.pid());
+        let _stopped = stop_until_dropped(holder.pid());
         let (code, json) = status_json(holder.port());
         assert_eq!(code, Some(5), "{json}");
         assert_eq!(json["state"], "not-answering");

@@ -48,7 +48,7 @@ fn ops3_stop_never_signals_a_foreign_holder() {
 fn ops3_stop_refuses_a_stopped_gateway_and_sends_nothing() {
     let holder = start_gateway(&["--port", "0"]);
     {
-        let _stopped = StoppedGuard::stop(holder.pid());
+        let _stopped = stop_until_dropped(holder.pid());
         let (status, _, err) = run_to_exit(&["stop", "--port", &holder.port().to_string()]);
         assert_eq!(status.code(), Some(4), "{err}");
         assert!(err.contains("did not answer as a live gateway"), "{err}");
@@ -98,12 +98,12 @@ fn waiter_addr(port: &str) -> std::net::SocketAddr {
 /// OPS-4: a waiter behind a SIGSTOPped holder takes the port once the holder is killed.
 #[test]
 fn ops4_waiter_behind_a_stopped_holder_takes_the_port_when_it_is_killed() {
-    let mut holder = start_gateway(&["--port", "0"]);
+    let holder = start_gateway(&["--port", "0"]);
     let port = holder.port().to_string();
-    let stopped = StoppedGuard::stop(holder.pid());
+    let stopped = stop_until_dropped(holder.pid());
     let mut waiter = Pending::spawn(gateway_cmd(&["run", "--port", &port, "--wait=20s"]));
     wait_for_established(holder.port(), 1);
-    holder.child.kill().unwrap();
+    holder.signal(Signal::SIGKILL);
     drop(stopped);
     assert_eq!(waiter.read_ready(), holder.addr);
 }
@@ -130,7 +130,7 @@ fn ops4_several_waiters_exactly_one_wins_the_others_keep_waiting() {
     wait_for_established(holder.port(), 3);
     let (tx, rx) = mpsc::channel();
     for (i, w) in waiters.iter_mut().enumerate() {
-        let mut stdout = w.stdout.take().unwrap();
+        let mut stdout = w.proc.take_stdout().unwrap();
         let tx = tx.clone();
         std::thread::spawn(move || {
             let mut line = String::new();

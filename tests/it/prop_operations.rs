@@ -46,13 +46,15 @@ use gateway_harness::spec;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::process::ChildStdout;
+use std::process::Command;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::Instant;
 
-use crate::support::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
+use crate::support::process_model::{case_dir, free_ports, wait_stopped, Life, Sig};
+use crate::support::proptest_config::config;
 use crate::support::{
-    gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, wait_with_deadline, ws_connect, Ws, DEADLINE,
+    gateway_cmd, held_message, http_get, json_body, listeners_on, run_cmd_to_exit, ws_connect, Proc, Streams, Ws, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -277,16 +279,16 @@ impl ReferenceStateMachine for Reference {
 
 /// One real instance: a `gateway` process that printed its ready line and holds (or held) a port.
 struct Instance {
-    child: OwnedChild,
-    /// Kept open (unread: the gateway writes a line or two at `warn`) so writes never fail.
-    _stderr: Option<ChildStderr>,
+    /// The harness's process (its stderr drained, so writes never fail), continued and killed if
+    /// dropped unreaped.
+    child: Proc,
     /// WebSocket clients that never read (dropped with the instance).
     clients: Vec<Ws>,
 }
 
 impl Instance {
     fn pid(&self) -> Pid {
-        self.child.pid()
+        Pid::from_raw(self.child.pid() as i32)
     }
 }
 
@@ -295,19 +297,18 @@ impl Instance {
 struct Waiter {
     id: usize,
     /// `None` once it became an [`Instance`].
-    child: Option<OwnedChild>,
-    stderr: Option<ChildStderr>,
+    child: Option<Proc>,
 }
 
 impl Waiter {
     fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
+        self.child.as_ref().map_or(0, |c| c.pid())
     }
 }
 
 /// A spawned `gateway run` whose outcome is not known yet; killed (continued first) if dropped unsettled.
 struct Spawned {
-    child: OwnedChild,
+    child: Proc,
     first_line: Receiver<FirstLine>,
 }
 
@@ -317,9 +318,8 @@ type FirstLine = (usize, String);
 /// Reads `stdout`'s first line on a thread of its own and sends it (empty at the end of the stream)
 /// tagged with `id`; then reads on until the end (keeping the pipe open) and sends whatever else
 /// comes, which CLI-1 forbids (nothing but the ready line is ever written on stdout).
-fn forward_first_line(stdout: ChildStdout, id: usize, tx: Sender<FirstLine>) {
+fn forward_first_line(mut reader: BufReader<ChildStdout>, id: usize, tx: Sender<FirstLine>) {
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let _ = reader.read_line(&mut line);
         let at_end = line.is_empty();
@@ -420,11 +420,10 @@ impl System {
         self.command(&args)
     }
 
-    fn spawn(mut cmd: Command) -> Spawned {
-        let mut child =
-            OwnedChild::new(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn gateway"));
+    fn spawn(cmd: Command) -> Spawned {
+        let mut child = Proc::spawn_with(cmd, Streams::default(), false).expect("spawn gateway");
         let (tx, rx) = mpsc::channel();
-        forward_first_line(child.stdout.take().unwrap(), 0, tx);
+        forward_first_line(child.take_stdout().unwrap(), 0, tx);
         Spawned { child, first_line: rx }
     }
 
@@ -437,13 +436,11 @@ impl System {
         let mut child = spawned.child;
         if !line.is_empty() {
             assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", port)), "CLI-1/LOCK-3: the ready line");
-            let stderr = child.stderr.take();
-            return Outcome::Ready(Instance { child, _stderr: stderr, clients: Vec::new() });
+            return Outcome::Ready(Instance { child, clients: Vec::new() });
         }
-        let status = wait_with_deadline(&mut child, DEADLINE)
-            .unwrap_or_else(|| panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}"));
-        let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status =
+            child.wait(DEADLINE).unwrap_or_else(|e| panic!("a refused gateway on port {port} closed stdout but did not exit: {e}"));
+        let err = child.stderr(DEADLINE);
         Outcome::Refused(status.code(), err)
     }
 
@@ -451,7 +448,7 @@ impl System {
     fn reap(&mut self, id: usize, graceful: bool) {
         let mut inst = self.instances[id].take().unwrap_or_else(|| panic!("instance {id} is gone already"));
         let pid = inst.pid();
-        let status = wait_with_deadline(&mut inst.child, DEADLINE).unwrap_or_else(|| panic!("instance {id} (pid {pid}) did not exit"));
+        let status = inst.child.wait(DEADLINE).unwrap_or_else(|e| panic!("instance {id} (pid {pid}): {e}"));
         if graceful {
             assert_eq!(status.code(), Some(0), "SHUT-1: graceful exit code of instance {id} (pid {pid})");
         } else {
@@ -471,15 +468,15 @@ impl System {
         let at = self.waiters[port].iter().position(|w| w.id == winner).unwrap_or_else(|| panic!("waiter {winner} wrote {line:?} again"));
         let mut waiter = self.waiters[port].remove(at);
         if line.is_empty() {
-            let status = wait_with_deadline(waiter.child.as_mut().unwrap(), DEADLINE);
-            let mut err = String::new();
-            let _ = waiter.stderr.take().unwrap().read_to_string(&mut err);
+            let child = waiter.child.as_mut().unwrap();
+            let status = child.wait(DEADLINE);
+            let err = child.stderr(DEADLINE);
             panic!("OPS-4: waiter {winner} on port {p} exited ({status:?}) instead of taking the released port; stderr: {err}");
         }
         assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", p)), "OPS-4/CLI-1: the waiter's ready line");
         assert_eq!(self.instances.len(), id, "instance ids follow the model");
         let child = waiter.child.take().unwrap();
-        self.instances.push(Some(Instance { child, _stderr: waiter.stderr.take(), clients: Vec::new() }));
+        self.instances.push(Some(Instance { child, clients: Vec::new() }));
     }
 
     /// Records instances the model created in this step from waiters that took `port`.
@@ -552,19 +549,12 @@ impl StateMachineTest for Operations {
             Op::Wait { port, k } => {
                 let p = sys.ports[port];
                 for _ in 0..k {
-                    let mut child = OwnedChild::new(
-                        sys.run_command(port, None, &[WAIT_FLAG])
-                            .stdin(Stdio::null())
-                            .stdout(Stdio::piped())
-                            .stderr(Stdio::piped())
-                            .spawn()
-                            .expect("spawn waiter"),
-                    );
+                    let mut child =
+                        Proc::spawn_with(sys.run_command(port, None, &[WAIT_FLAG]), Streams::default(), false).expect("spawn waiter");
                     let id = sys.next_waiter;
                     sys.next_waiter += 1;
-                    forward_first_line(child.stdout.take().unwrap(), id, sys.lines[port].0.clone());
-                    let stderr = child.stderr.take();
-                    sys.waiters[port].push(Waiter { id, child: Some(child), stderr });
+                    forward_first_line(child.take_stdout().unwrap(), id, sys.lines[port].0.clone());
+                    sys.waiters[port].push(Waiter { id, child: Some(child) });
                 }
                 if !before.held(port) {
                     // OPS-4, LOCK-6: exactly one of the k takes the free port at once; the others
@@ -580,7 +570,7 @@ impl StateMachineTest for Operations {
                 if let Some(h) = before.live_holder(port) {
                     // OPS-3: a verified gateway of this user is stopped; an exit 4 means the load cut
                     // its verification short, and then it must not have been signalled.
-                    let pid = sys.instance(h).child.id();
+                    let pid = sys.instance(h).child.pid();
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
@@ -624,7 +614,7 @@ impl StateMachineTest for Operations {
                 if let Some(h) = before.live_holder(port) {
                     // OPS-5: the live gateway is asked to stop and the replacer takes the port; a
                     // refusal means the load cut the verification short: the holder is untouched.
-                    let pid = sys.instance(h).child.id();
+                    let pid = sys.instance(h).child.pid();
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
@@ -728,7 +718,7 @@ impl StateMachineTest for Operations {
                 life => {
                     let real = real.unwrap_or_else(|| panic!("instance {id} missing"));
                     assert_eq!(real.clients.len(), inst.clients, "clients of instance {id}");
-                    let pid = real.child.id();
+                    let pid = real.child.pid();
                     let state = proc_state(pid);
                     if life == Life::Alive {
                         assert!(state.is_some_and(|s| s != 'Z' && s != 'T'), "instance {id} (pid {pid}) should be alive: {state:?}");

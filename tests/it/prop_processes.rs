@@ -38,17 +38,18 @@
 
 use gateway_harness::spec;
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::support::process_model::{case_dir, config, free_ports, wait_stopped, Life, OwnedChild, Sig};
+use crate::support::process_model::{case_dir, free_ports, wait_stopped, Life, Sig};
+use crate::support::proptest_config::config;
 use crate::support::{
-    gateway_bin, held_message, helper_bin, http_get, listeners_on, read_line_with_deadline, run_cmd_to_exit, run_with_closed_stdout,
-    wait_with_deadline, ws_connect, ForeignListener, Ws, DEADLINE,
+    gateway_bin, held_message, helper_bin, http_get, listeners_on, run_cmd_to_exit, run_with_closed_stdout, ws_connect, ForeignListener,
+    Proc, Streams, Ws, DEADLINE,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -260,12 +261,10 @@ impl ReferenceStateMachine for Reference {
 
 /// One real instance: a process that printed its ready line.
 struct Instance {
-    child: OwnedChild,
+    /// The harness's process (its stderr drained, so writes never fail), continued and killed if
+    /// dropped unreaped.
+    child: Proc,
     port: u16,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    /// Kept open (unread: the gateway logs next to nothing at `warn`) so writes never fail.
-    _stderr: Option<ChildStderr>,
     /// The service manager's end of this gateway's `NOTIFY_SOCKET` (helpers have none).
     notify: Option<UnixDatagram>,
     clients: Vec<Ws>,
@@ -273,7 +272,12 @@ struct Instance {
 
 impl Instance {
     fn pid(&self) -> Pid {
-        self.child.pid()
+        Pid::from_raw(self.child.pid() as i32)
+    }
+
+    /// The next stdout line (bounded).
+    fn read_line(&mut self) -> String {
+        self.child.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -305,7 +309,7 @@ impl Drop for System {
 
 /// A spawned contender (killed, continued first, if dropped unsettled) and the service
 /// manager's end of its `NOTIFY_SOCKET`.
-struct Contender(OwnedChild, UnixDatagram);
+struct Contender(Proc, UnixDatagram);
 
 /// How a start ended.
 enum Outcome {
@@ -327,16 +331,8 @@ fn spawn_gateway(port: u16, state: &Path, via_env: bool) -> Contender {
     } else {
         cmd.args(["run", "--port", &port.to_string()]).env_remove("GATEWAY_PORT");
     }
-    let child = cmd
-        .env("GATEWAY_LOG", "warn")
-        .env("XDG_STATE_HOME", state)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
-    Contender(OwnedChild::new(child), notify)
+    cmd.env("GATEWAY_LOG", "warn").env("XDG_STATE_HOME", state).env("NOTIFY_SOCKET", &notify_path);
+    Contender(Proc::spawn_with(cmd, Streams::default(), false).expect("spawn gateway"), notify)
 }
 
 /// Every notification queued on `socket` so far (the sender has exited or sent already).
@@ -365,24 +361,19 @@ fn expect_notification(socket: &UnixDatagram, state: &str) {
 
 /// Waits (bounded) for the ready line or the exit of a contender.
 fn settle(contender: Contender, port: u16) -> Outcome {
-    // The child is an `OwnedChild` throughout: a failed check below leaves no process behind.
-    let Contender(mut child, notify) = contender;
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let line = read_line_with_deadline(&mut stdout, DEADLINE);
+    // The child is a `Proc` throughout: a failed check below leaves no process behind.
+    let Contender(child, notify) = contender;
+    let mut instance = Instance { child, port, notify: Some(notify.try_clone().unwrap()), clients: Vec::new() };
+    let line = instance.read_line();
     if !line.is_empty() {
-        let stderr = child.stderr.take();
-        let manager = notify.try_clone().unwrap();
-        let instance = Instance { child, port, stdin: None, stdout, _stderr: stderr, notify: Some(manager), clients: Vec::new() };
         assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", port)), "CLI-1: the ready line");
         // OPS-7: readiness is announced once the port is held.
         expect_notification(&notify, "READY=1");
         return Outcome::Ready(instance);
     }
-    let status = wait_with_deadline(&mut child, DEADLINE)
-        .unwrap_or_else(|| panic!("a refused gateway on port {port} closed stdout but did not exit within {DEADLINE:?}"));
-    let (mut out, mut err) = (String::new(), String::new());
-    stdout.read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let child = &mut instance.child;
+    let status = child.wait(DEADLINE).unwrap_or_else(|e| panic!("a refused gateway on port {port} closed stdout but did not exit: {e}"));
+    let (out, err) = (child.stdout_rest(DEADLINE), child.stderr(DEADLINE));
     // OPS-7: a refused start announces nothing.
     let sent = notifications(&notify);
     assert!(sent.is_empty(), "OPS-7: a refused start sent {sent:?}");
@@ -462,7 +453,7 @@ impl System {
                 let _ = ws.flush();
             }
         }
-        let status = wait_with_deadline(&mut inst.child, DEADLINE).unwrap_or_else(|| panic!("instance {id} (pid {pid}) did not exit"));
+        let status = inst.child.wait(DEADLINE).unwrap_or_else(|e| panic!("instance {id} (pid {pid}): {e}"));
         match end {
             End::Graceful => {
                 assert_eq!(status.code(), Some(0), "SHUT-1: graceful exit code of instance {id}");
@@ -482,7 +473,7 @@ impl System {
     /// The pid of whatever holds `port` as the model says (for OPS-1/OPS-2 expectations).
     fn holding_pid(&self, holding: Holding) -> u32 {
         match holding {
-            Holding::LiveGateway(id) | Holding::Silent(id) => self.instances[id].as_ref().expect("holder reaped").child.id(),
+            Holding::LiveGateway(id) | Holding::Silent(id) => self.instances[id].as_ref().expect("holder reaped").child.pid(),
             Holding::Foreign { .. } => std::process::id(),
             Holding::Free => 0,
         }
@@ -490,7 +481,7 @@ impl System {
 
     /// Writes a command line to helper `id`'s stdin.
     fn tell_helper(&mut self, id: usize, command: &str) {
-        let stdin = self.instance(id).stdin.as_mut().expect("helper stdin");
+        let stdin = self.instance(id).child.stdin().expect("helper stdin");
         writeln!(stdin, "{command}").and_then(|_| stdin.flush()).expect("write to helper");
     }
 }
@@ -547,7 +538,7 @@ impl StateMachineTest for Processes {
                 if won {
                     assert_eq!(count, 1, "LOCK-6/REL-1: exactly one of {k} contender(s) on free port {p} must win");
                     // The losers raced the winner: it held the port, a live gateway (perhaps not yet answering).
-                    let winner = winners[0].child.id();
+                    let winner = winners[0].child.pid();
                     for (code, out, err) in refusals {
                         assert_refused(code, &out, &err, p, Holding::LiveGateway(model.instances.len() - 1), winner);
                     }
@@ -563,25 +554,18 @@ impl StateMachineTest for Processes {
             }
             Op::Helper { port } => {
                 let p = sys.ports[port];
-                let mut child = OwnedChild::new(
-                    Command::new(helper_bin())
-                        .arg(p.to_string())
-                        .stdin(Stdio::piped())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("spawn crash_helper"),
-                );
-                let stdout = BufReader::new(child.stdout.take().unwrap());
-                let stdin = child.stdin.take();
-                let mut inst = Instance { child, port: p, stdin, stdout, _stderr: None, notify: None, clients: Vec::new() };
-                let line = read_line_with_deadline(&mut inst.stdout, DEADLINE);
+                let mut cmd = Command::new(helper_bin());
+                cmd.arg(p.to_string());
+                let streams = Streams { stdin: Stdio::piped(), stderr: Stdio::null(), ..Streams::default() };
+                let child = Proc::spawn_with(cmd, streams, false).expect("spawn crash_helper");
+                let mut inst = Instance { child, port: p, notify: None, clients: Vec::new() };
+                let line = inst.read_line();
                 assert_eq!(line, format!("{}\n", spec::ready_line("127.0.0.1", p)), "the helper's ready line on free port {p}");
                 sys.instances.push(Some(inst));
             }
             Op::Spawn { inst: id } => {
                 sys.tell_helper(id, "spawn");
-                let line = read_line_with_deadline(&mut sys.instance(id).stdout, DEADLINE);
+                let line = sys.instance(id).read_line();
                 let pid: i32 = line.trim().strip_prefix("child ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("spawn: {line:?}"));
                 sys.children.push(Pid::from_raw(pid));
             }
@@ -706,7 +690,7 @@ impl StateMachineTest for Processes {
                     if life == Life::Alive && inst.kind == Kind::Gateway {
                         // The port's holder is this very process.
                         let body = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, real.port)), "/healthz");
-                        let pid = format!("\"pid\":{}", real.child.id());
+                        let pid = format!("\"pid\":{}", real.child.pid());
                         assert!(body.starts_with("HTTP/1.1 200 ") && body.contains(&pid), "SRV-1: instance {id} health: {body:?}");
                     }
                 }

@@ -215,7 +215,7 @@ fn proto8_methods_after_hello() {
     }
     assert_eq!(p["ok"], true);
     assert_eq!(p["status"], "live");
-    assert_eq!(p["pid"], gw.child.id());
+    assert_eq!(p["pid"], gw.proc.pid());
     assert_eq!(p["host"], "127.0.0.1");
     assert_eq!(p["port"], gw.port());
     assert_eq!(p["profile"], serde_json::Value::Null);
@@ -225,7 +225,7 @@ fn proto8_methods_after_hello() {
 
     let status = ws_call(&mut ws, "2", "status");
     assert_eq!(status["payload"]["url"], gw.url());
-    assert_eq!(status["payload"]["pid"], gw.child.id());
+    assert_eq!(status["payload"]["pid"], gw.proc.pid());
 
     let (_second, _) = ws_handshake(gw.addr, TEST_TOKEN);
     let presence = ws_call(&mut ws, "3", "system-presence");

@@ -18,7 +18,7 @@ fn srv1_healthz_reports_the_holder() {
         let json: serde_json::Value = serde_json::from_str(body).expect("JSON body");
         assert_eq!(json["ok"], true);
         assert_eq!(json["status"], "live");
-        assert_eq!(json["pid"], gw.child.id());
+        assert_eq!(json["pid"], gw.proc.pid());
         assert_eq!(json["port"], gw.port());
         assert_eq!(json["host"], "127.0.0.1");
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));

@@ -95,7 +95,7 @@ fn rel4_port_stays_held_until_drained_then_released() {
         assert_eq!(read_close(&mut ws).0, 1012);
         // Shutdown has begun and our connection is open: the port must still be held.
         let bind = gateway_lock::bind(addr);
-        let exited = holder.child.try_wait().unwrap().is_some();
+        let exited = holder.exited();
         match bind {
             Err(gateway_lock::GatewayLockError::AlreadyListening { .. }) => {}
             Err(other) => panic!("unexpected bind error {other}"),

@@ -5,7 +5,7 @@
 //! loopback ports, each test its own scratch directory.
 
 use gateway_harness::spec;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -53,13 +53,11 @@ fn exit_of(cmd: Command) -> (ExitStatus, String, String) {
 }
 
 /// Spawns `cmd` and returns it with its ready line, exactly as printed.
-fn start_raw(mut cmd: Command) -> (Holder, String) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let line = read_line_with_deadline(&mut stdout, DEADLINE);
+fn start_raw(cmd: Command) -> (Holder, String) {
+    let mut proc = Proc::spawn_with(cmd, Streams::default(), false).expect("spawn");
+    let line = proc.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     let addr: SocketAddr = spec::ready_addr(&line).unwrap_or_else(|| panic!("{line:?}"));
-    (Holder { stdin: None, stderr: child.stderr.take(), child, addr, stdout, scratch: None }, line)
+    (Holder { proc, addr, scratch: None }, line)
 }
 
 /// CLI-3: a variable set to the empty string is a bad value of its flag (usage error, exit 2,
@@ -349,7 +347,7 @@ fn rel4_an_http_exchange_is_finished_once_the_response_is_written() {
     probe.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
     // The probe's socket stays open until the gateway has exited.
-    let status = crate::support::wait_with_deadline(&mut gw.child, DEADLINE).expect("exit");
+    let status = gw.proc.wait(DEADLINE).expect("exit");
     assert!(status.success());
     let err = gw.take_stderr();
     assert!(!err.contains("did not close within the grace period"), "{err}");
@@ -485,17 +483,16 @@ fn cli4_a_stderr_that_cannot_be_written_is_never_a_panic() {
     let scratch = Scratch::new("stderr");
     let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"));
     let mut cmd = cmd_in(&scratch, &["run", "--port", "0"]);
-    cmd.env("GATEWAY_LOG", "trace").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(full());
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let addr = spec::ready_addr(&read_line_with_deadline(&mut stdout, DEADLINE)).expect("ready line");
-    let gw = Holder { stdin: None, stderr: None, child, addr, stdout, scratch: None };
+    cmd.env("GATEWAY_LOG", "trace");
+    let mut proc = Proc::spawn_with(cmd, Streams { stderr: full(), ..Streams::default() }, false).expect("spawn");
+    let addr = spec::ready_addr(&proc.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"))).expect("ready line");
+    let gw = Holder { proc, addr, scratch: None };
     assert!(http_get(gw.addr, "/healthz").starts_with("HTTP/1.1 200 OK"), "still serving");
     let port = gw.port().to_string();
-    let mut contender = cmd_in(&scratch, &["run", "--port", &port, "--token", TEST_TOKEN]);
-    contender.stdin(Stdio::null()).stdout(Stdio::null()).stderr(full());
-    let mut contender = contender.spawn().expect("spawn");
-    let refused = gateway_harness::proc::wait_with_deadline(&mut contender, DEADLINE).expect("the contender exits");
+    let contender = cmd_in(&scratch, &["run", "--port", &port, "--token", TEST_TOKEN]);
+    let streams = Streams { stdout: Stdio::null(), stderr: full(), ..Streams::default() };
+    let mut contender = Proc::spawn_with(contender, streams, false).expect("spawn");
+    let refused = contender.wait(DEADLINE).expect("the contender exits");
     assert!(matches!(refused.code(), Some(3 | 5)), "{refused:?}");
     gw.signal(Signal::SIGTERM);
     assert_eq!(gw.wait().code(), Some(0));

@@ -3,7 +3,6 @@
 //! lets them while a client with the right token keeps coming in. Prints the figures
 //! (docs/README-protocol.md records them).
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,8 +97,7 @@ fn door8_attacker_loop_is_throttled_and_the_right_token_still_gets_in() {
 
     gw.signal(Signal::SIGTERM);
     let mut gw = gw;
-    let mut stderr = String::new();
-    gw.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let stderr = gw.take_stderr();
     assert!(gw.wait().success());
     let notices = stderr.lines().filter(|l| l.contains("authentication throttled")).count();
     assert!((1..=1 + (elapsed / 10.0) as usize).contains(&notices), "one notice per 10 s window, got {notices}: {stderr}");

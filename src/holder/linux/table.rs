@@ -105,21 +105,6 @@ pub(crate) fn find_listener(rows: &[TcpRow], wanted: SocketAddr) -> Option<&TcpR
     Some(std::iter::once(first).chain(candidates).find(|r| r.local.ip() == wanted.ip()).unwrap_or(first))
 }
 
-/// Every listening TCP socket (IPv4 and IPv6) on `port`: from netlink `sock_diag` on Linux, else
-/// from `/proc/net/tcp{,6}`; `None` where neither can be read.
-#[allow(dead_code)] // the crate asks for one address (`find_listener`); tests/common compiles this file and asks for all
-pub(crate) fn listening_sockets(port: u16) -> Option<Vec<TcpRow>> {
-    #[cfg(target_os = "linux")]
-    if let (Some(mut v4), Some(v6)) = (sock_diag::listeners(sock_diag::AF_INET, port), sock_diag::listeners(sock_diag::AF_INET6, port)) {
-        v4.extend(v6);
-        return Some(v4);
-    }
-    let mut rows = read_table("/proc/net/tcp")?;
-    rows.extend(read_table("/proc/net/tcp6").unwrap_or_default());
-    rows.retain(|r| r.is_listening() && r.local.port() == port);
-    Some(rows)
-}
-
 /// [`find_listener`] over the rows of `/proc/net/tcp` then those of `/proc/net/tcp6` (`v6`, only
 /// called when its rows can change the answer: not for an IPv4 address already covered in `v4`).
 pub(crate) fn listener_in_tables(v4: Vec<TcpRow>, v6: impl FnOnce() -> Vec<TcpRow>, addr: SocketAddr) -> Option<TcpRow> {

@@ -4,20 +4,23 @@
 //! black-box harness's (`harness/`, crate `gateway-harness`); these are the tests' panicking
 //! front ends to it.
 
+pub mod examples;
 pub mod process_model;
+pub mod proptest_config;
 
-use std::io::{BufReader, Read};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway_harness::{net, proc, sockets, ws};
-use nix::sys::signal::{kill, Signal};
+use gateway_harness::proc;
+use gateway_harness::{net, sockets, ws};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-pub use gateway_harness::proc::wait_with_deadline;
+pub use examples::example_bin;
+pub use gateway_harness::proc::{Proc, Streams};
 pub use gateway_harness::ws::{Frame as Received, Ws};
 
 /// Generous upper bound for anything that should happen "at once" (CI has 2 busy cores).
@@ -47,20 +50,23 @@ pub fn helper_bin() -> PathBuf {
     path
 }
 
-/// A running process that printed `listening on ws://ADDR` on stdout.
+/// A running process that printed `listening on ws://ADDR` on stdout: the harness's [`Proc`]
+/// (killed and reaped when dropped), the address, and the process's scratch directory.
 pub struct Holder {
-    pub child: Child,
+    pub proc: Proc,
     pub addr: SocketAddr,
-    pub stdin: Option<ChildStdin>,
-    pub stdout: BufReader<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
     /// The process's own HOME, XDG_STATE_HOME and TMPDIR ([`scratch_env`]), removed after it is reaped.
     pub scratch: Option<tempfile::TempDir>,
 }
 
 impl Holder {
+    /// Reads the ready line of `proc` (bounded) and holds it.
+    pub fn ready(mut proc: Proc, scratch: Option<tempfile::TempDir>) -> Holder {
+        let addr = read_ready(&mut proc);
+        Holder { proc, addr, scratch }
+    }
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(self.proc.pid() as i32)
     }
     pub fn port(&self) -> u16 {
         self.addr.port()
@@ -69,29 +75,43 @@ impl Holder {
         format!("ws://{}", self.addr)
     }
     pub fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).expect("signal");
+        self.proc.signal(sig).expect("signal");
+    }
+    /// Whether it has exited (reaped if so).
+    pub fn exited(&mut self) -> bool {
+        self.proc.exited().is_some()
     }
     /// Waits (bounded) for the process to exit.
     pub fn wait(mut self) -> ExitStatus {
-        wait_with_deadline(&mut self.child, DEADLINE).expect("holder did not exit before the deadline")
+        self.proc.wait(DEADLINE).unwrap_or_else(|e| panic!("holder: {e}"))
     }
     /// Reads one more stdout line (bounded).
     pub fn read_line(&mut self) -> String {
-        read_line_with_deadline(&mut self.stdout, DEADLINE)
+        self.proc.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"))
     }
-    /// Reads all of stderr after exit.
+    /// Writes `line` and a newline to its stdin.
+    pub fn write_line(&mut self, line: &str) {
+        writeln!(self.proc.stdin().expect("a piped stdin"), "{line}").expect("write to stdin");
+    }
+    /// All of stderr (after the exit: until end of file, bounded).
     pub fn take_stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            let _ = e.read_to_string(&mut s);
+        self.proc.stderr(DEADLINE)
+    }
+    /// The first line of stderr (bounded), with its newline if it has one.
+    pub fn stderr_first_line(&self) -> String {
+        let line = self.proc.stderr_first_line(DEADLINE).expect("a line on stderr before the deadline");
+        let with_newline = format!("{line}\n");
+        if self.proc.stderr_so_far().starts_with(&with_newline) {
+            with_newline
+        } else {
+            line
         }
-        s
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        proc::kill_and_reap(&mut self.child, false);
+        self.proc.kill();
         // Only once the process is gone: nothing can write into its scratch directory any more.
         drop(self.scratch.take());
     }
@@ -112,14 +132,18 @@ pub fn start_helper(port: u16) -> Holder {
     start_and_wait_ready(cmd)
 }
 
-/// Spawns `cmd` with piped stdio and waits for `listening on ws://ADDR`.
-pub fn start_and_wait_ready(mut cmd: Command) -> Holder {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
+/// Spawns `cmd` (stdin, stdout and stderr piped) and waits for `listening on ws://ADDR`.
+pub fn start_and_wait_ready(cmd: Command) -> Holder {
+    let (proc, scratch) = spawn(cmd, Streams { stdin: Stdio::piped(), ..Streams::default() });
+    Holder::ready(proc, Some(scratch))
+}
+
+/// Spawns `cmd` with `streams` as the harness's [`Proc`] (not in a group of its own: signals go to
+/// the process), logging at `warn`, with its own scratch directory ([`scratch_env`]).
+pub fn spawn(mut cmd: Command, streams: Streams) -> (Proc, tempfile::TempDir) {
+    cmd.env("GATEWAY_LOG", "warn");
     let scratch = scratch_env(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let addr = read_ready_line(&mut stdout);
-    Holder { stdin: child.stdin.take(), stderr: child.stderr.take(), child, addr, stdout, scratch: Some(scratch) }
+    (Proc::spawn_with(cmd, streams, false).expect("spawn"), scratch)
 }
 
 /// DOOR-6 (nothing left behind): gives a process started by a test its own scratch directory as
@@ -137,15 +161,9 @@ pub fn scratch_env(cmd: &mut Command) -> tempfile::TempDir {
 }
 
 /// Reads the ready line `listening on ws://ADDR` (bounded) and returns ADDR.
-pub fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> SocketAddr {
-    let line = read_line_with_deadline(stdout, DEADLINE);
+pub fn read_ready(proc: &mut Proc) -> SocketAddr {
+    let line = proc.read_line(DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     gateway_harness::spec::ready_addr(&line).unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
-}
-
-/// Reads one line, failing the test if none arrives before `deadline` (an empty string at end of
-/// file); never waits for end of file while the process lives.
-pub fn read_line_with_deadline<R: Read + AsFd>(reader: &mut BufReader<R>, deadline: Duration) -> String {
-    proc::read_line_with_deadline(reader, deadline).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `gateway` with args to completion (bounded); returns (status, stdout, stderr).
@@ -255,19 +273,13 @@ pub fn closed_stdout() -> Stdio {
     Stdio::from(writer)
 }
 
-/// Runs `cmd` with `stdout` to completion within `deadline`, draining whatever pipes it has;
-/// returns (status, stdout if piped, stderr).
+/// Runs `cmd` with `stdout` to completion within `deadline` (the harness's [`proc::run`]), with its
+/// own scratch directory; returns (status, stdout if piped, stderr).
 fn run_with_stdout(mut cmd: Command, stdout: Stdio, deadline: Duration) -> (ExitStatus, String, String) {
-    cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
     let _scratch = scratch_env(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn");
-    let out = child.stdout.take().map(proc::Drain::start).unwrap_or_default();
-    let err = child.stderr.take().map(proc::Drain::start).unwrap_or_default();
-    let Some(status) = wait_with_deadline(&mut child, deadline) else {
-        proc::kill_and_reap(&mut child, false);
-        panic!("{cmd:?} did not exit before the deadline");
-    };
-    (status, out.until_eof(DEADLINE), err.until_eof(DEADLINE))
+    let shown = format!("{cmd:?}");
+    let done = proc::run(cmd, Streams { stdout, ..Streams::default() }, deadline).unwrap_or_else(|e| panic!("{shown}: {e}"));
+    (done.status, done.stdout, done.stderr)
 }
 
 /// A `gateway` command with args.
@@ -305,21 +317,10 @@ impl std::ops::Deref for ForeignListener {
     }
 }
 
-/// SIGSTOPs a process and SIGCONTs it again when dropped (on every path, panics included).
-pub struct StoppedGuard(pub Pid);
-
-impl StoppedGuard {
-    pub fn stop(pid: Pid) -> Self {
-        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
-        process_model::wait_stopped(pid, true);
-        StoppedGuard(pid)
-    }
-}
-
-impl Drop for StoppedGuard {
-    fn drop(&mut self) {
-        let _ = kill(self.0, Signal::SIGCONT);
-    }
+/// SIGSTOPs a process until the returned guard is dropped, which SIGCONTs it again (on every path,
+/// panics included): the harness's [`proc::Stopped`].
+pub fn stop_until_dropped(pid: Pid) -> proc::Stopped {
+    proc::Stopped::stop(pid.as_raw() as u32, DEADLINE).unwrap_or_else(|e| panic!("SIGSTOP: {e}"))
 }
 
 /// Reserves a port that nobody listens on: a bound socket that does not listen (connections
@@ -334,44 +335,38 @@ pub fn json_body(response: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON body {body:?}: {e}"))
 }
 
-/// A spawned process whose ready line has not been read yet (a waiter).
+/// A spawned process whose ready line has not been read yet (a waiter): the harness's [`Proc`],
+/// killed and reaped when dropped, then its scratch directory removed.
 pub struct Pending {
-    pub child: Child,
-    pub stdout: Option<BufReader<ChildStdout>>,
-    pub stderr: Option<ChildStderr>,
+    pub proc: Proc,
     /// Its own HOME, XDG_STATE_HOME and TMPDIR ([`scratch_env`]), removed after it is reaped.
     pub scratch: Option<tempfile::TempDir>,
 }
 
 impl Pending {
-    pub fn spawn(mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).env("GATEWAY_LOG", "warn");
-        let scratch = scratch_env(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn");
-        Pending { stdout: Some(BufReader::new(child.stdout.take().unwrap())), stderr: child.stderr.take(), child, scratch: Some(scratch) }
+    pub fn spawn(cmd: Command) -> Self {
+        let (proc, scratch) = spawn(cmd, Streams::default());
+        Pending { proc, scratch: Some(scratch) }
     }
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(self.proc.pid() as i32)
     }
     /// Reads the ready line (bounded) and returns the address it names.
     pub fn read_ready(&mut self) -> SocketAddr {
-        read_ready_line(self.stdout.as_mut().unwrap())
+        read_ready(&mut self.proc)
     }
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.proc.exited().is_none()
     }
+    /// All of stderr (after the exit: until end of file, bounded).
     pub fn take_stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
+        self.proc.stderr(DEADLINE)
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        proc::kill_and_reap(&mut self.child, false);
+        self.proc.kill();
         // Only once the process is gone: nothing can write into its scratch directory any more.
         drop(self.scratch.take());
     }
@@ -419,23 +414,6 @@ pub fn probe_complete(stderr: &str) -> bool {
 /// The probe found the holder's process within the bound (its answer may be missing: a stopped holder).
 pub fn process_found(stderr: &str) -> bool {
     !stderr.contains("was not found within")
-}
-
-/// Path of the plain binary of `examples/NAME.rs`, built on demand (in the profile of this test):
-/// `cargo test --all-targets` builds examples only as test harnesses, so the plain binary may be missing.
-pub fn example_bin(name: &str) -> PathBuf {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().expect("test executable");
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target profile directory").join("examples").join(name);
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--quiet", "--example", name]).current_dir(env!("CARGO_MANIFEST_DIR"));
-    if path.parent().and_then(|p| p.parent()).is_some_and(|p| p.ends_with("release")) {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build --example");
-    assert!(status.success(), "cargo build --example {name} failed");
-    path
 }
 
 /// LOCK-1: listening sockets on 127.0.0.1:`port` or a wildcard covering it (IPv4 or IPv6), as the
