@@ -105,7 +105,9 @@ impl Instance {
     }
 }
 
-fn walk(dir: &Path, name: &str, out: &mut Vec<String>) {
+/// Every file and directory below `dir`, appended to `out` as `name/<relative path>` (a
+/// directory after what it holds).
+pub fn walk(dir: &Path, name: &str, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let rel = format!("{name}/{}", entry.file_name().to_string_lossy());

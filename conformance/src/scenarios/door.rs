@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use gateway_harness::net::{http_raw, loopback, port_free, Answer, ForeignListener};
 use gateway_harness::proc::describe_status;
 use gateway_harness::sockets::describe_holders;
-use gateway_harness::{human, spec, ws};
+use gateway_harness::{human, scratch, spec, ws};
 use nix::sys::signal::Signal;
 
 use super::{Ctx, Table};
@@ -214,7 +214,7 @@ fn stored_as_stated(file: &Path, token: &str) -> Result<(), String> {
 fn stored_below(shared: &Path) -> Vec<String> {
     let mut stored = Vec::new();
     for top in ["home", "state"] {
-        walk(&shared.join(top), &format!("{top}/"), &mut stored);
+        scratch::walk(&shared.join(top), top, &mut stored);
     }
     stored.sort();
     stored
@@ -225,18 +225,6 @@ fn everything_written(shared: &Path, gw: &Running) -> Vec<String> {
     let mut all = stored_below(shared);
     all.extend(gw.dirs.written().into_iter().map(|w| format!("(its own) {w}")));
     all
-}
-
-/// Every file or directory below `dir`, as paths relative to the walk's start.
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let rel = format!("{prefix}{}", entry.file_name().to_string_lossy());
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(&entry.path(), &format!("{rel}/"), out);
-        }
-        out.push(rel);
-    }
 }
 
 /// DOOR-3: an Origin not on the allow-list gets 403; without Origin the upgrade goes through.
