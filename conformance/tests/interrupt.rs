@@ -11,8 +11,10 @@ use nix::sys::signal::Signal;
 #[test]
 fn sigint_kills_every_descendant_and_prints_the_partial_table() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway-conformance"));
-    // The "implementation" leaves the runner's process group and session, and never gets ready.
-    cmd.args(["setsid sleep 600 {port}", "--deadline", "60s"]);
+    // The "implementation" starts a child that leaves the runner's process group and session, and
+    // never gets ready. `setsid -w` waits for that child: without it, `setsid` (a group leader here)
+    // forks and exits at once, and the runner could finish its table before the SIGINT arrives.
+    cmd.args(["setsid -w sleep 600 {port}", "--deadline", "60s"]);
     let mut runner = Proc::spawn(cmd, Stdio::null(), false).expect("spawn the runner");
     let end = Instant::now() + Duration::from_secs(10);
     let started = loop {
