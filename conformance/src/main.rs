@@ -45,6 +45,7 @@ fn main() {
     }
     let ctx = scenarios::Ctx::new(&subject, &settings, &report);
     scenarios::run_all(&ctx);
+    interrupt::claim_end();
     drop(subject);
     reaper::kill_descendants(Duration::from_secs(5));
     let rows = rows(&report.lock().unwrap_or_else(|e| e.into_inner()), &settings);
