@@ -151,3 +151,20 @@ fn ver1_template_fails_a_port_with_one_lock_defect() {
         assert!(err.trim_end().ends_with(&format!("--template {quoted} --json")), "{defect}: replay line in {err}");
     }
 }
+
+/// CLI-4, VER-1: `gateway verify` whose stderr cannot be written (`/dev/full`) is never a panic:
+/// a run that finds violations (and reports each one, and the replay line, on stderr) still exits
+/// 1, not 101.
+#[test]
+fn cli4_verify_with_an_unwritable_stderr_still_exits_by_its_result() {
+    use gateway_harness::proc::{self, Streams};
+    let full = std::process::Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"));
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let template = mini_port_template(Some("reuseport"));
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["verify", "--template", &template, "--cycles", "4", "--seed", "9", "--max-clients", "1", "--json"]);
+    cmd.env("TMPDIR", tmp.path());
+    let done = proc::run(cmd, Streams { stderr: full, ..Streams::default() }, Duration::from_secs(120)).expect("run gateway verify");
+    assert_eq!(done.status.code(), Some(1), "stdout {}", done.stdout);
+    assert!(summary(&done.stdout)["violationCount"].as_u64().unwrap_or(0) > 0, "{}", done.stdout);
+}

@@ -68,7 +68,7 @@ impl Verifier {
         let cycle = self.cycle;
         if let Some(v) = self.tally.violate(cycle, invariant, detail) {
             let line = format!("violation {} in cycle {}: {}", v.invariant.id(), v.cycle, v.detail);
-            self.progress.suspend(|| eprintln!("{line}"));
+            self.progress.suspend(|| crate::report::eprint_line(&line));
         }
     }
 

@@ -123,11 +123,11 @@ pub fn run(args: &VerifyArgs) -> Result<bool, VerifyError> {
     }
     let passed = tally.violation_count() == 0;
     if !passed {
-        eprintln!(
+        crate::report::eprint_line(format_args!(
             "gateway verify: {} violation(s); reproduce the schedule with: {}",
             tally.violation_count(),
             replay_line(args, seed, tally.cycles, port)
-        );
+        ));
     }
     Ok(passed)
 }
