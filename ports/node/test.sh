@@ -9,14 +9,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 node -e 'if (Number(process.versions.node.split(".")[0]) < 20) { console.error("ports/node needs Node.js 20 or later"); process.exit(1) }'
 node --test ports/node/test/*.test.js
-if [ -z "${CONFORMANCE:-}" ]; then
-    if [ -f conformance/Cargo.toml ]; then  # the runner as its own crate
-        cargo build --quiet -p gateway-conformance
-        CONFORMANCE=target/debug/gateway-conformance
-    else
-        cargo build --quiet --example conformance
-        CONFORMANCE=target/debug/examples/conformance
-    fi
+if [ -z "${CONFORMANCE:-}" ]; then  # the runner, a crate of this workspace (conformance/)
+    cargo build --quiet -p gateway-conformance
+    CONFORMANCE=target/debug/gateway-conformance
 fi
 "$CONFORMANCE" "node $root/ports/node/gateway.js run --port {port} --host {host} --token {token}" \
     --token s3cret --names-holder --timer-args '--handshake-timeout-ms 500 --tick-interval-ms 50'
