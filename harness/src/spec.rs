@@ -134,6 +134,24 @@ pub const MAX_PREAUTH_PAYLOAD: usize = 64 * 1024;
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// `policy.maxBufferedBytes` in `hello-ok`.
 pub const MAX_BUFFERED_BYTES: u64 = 2 * 1024 * 1024;
+/// The fields of the `health` method's payload (PROTO-8, `spec/protocol.md`): those OpenClaw's CLI
+/// renders, then the lock's own view (`ok`, `status`, `pid`, `host` and `port` are judged by value).
+pub const HEALTH_FIELDS: [&str; 14] = [
+    "ts",
+    "durationMs",
+    "channels",
+    "channelOrder",
+    "channelLabels",
+    "heartbeatSeconds",
+    "defaultAgentId",
+    "agents",
+    "sessions",
+    "version",
+    "uptimeMs",
+    "connections",
+    "clients",
+    "profile",
+];
 /// The methods `hello-ok` lists (PROTO-2).
 pub const METHODS: [&str; 4] = ["health", "status", "system-presence", "config.get"];
 /// The events `hello-ok` lists (PROTO-2).

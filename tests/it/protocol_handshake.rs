@@ -208,9 +208,7 @@ fn proto8_methods_after_hello() {
     let health = ws_call(&mut ws, "1", "health");
     assert_eq!(health["ok"], true, "{health}");
     let p = &health["payload"];
-    for field in
-        ["ts", "durationMs", "channels", "channelOrder", "channelLabels", "heartbeatSeconds", "defaultAgentId", "agents", "sessions"]
-    {
+    for field in gateway_harness::spec::HEALTH_FIELDS {
         assert!(p.get(field).is_some(), "health lacks {field}: {p}");
     }
     assert_eq!(p["ok"], true);

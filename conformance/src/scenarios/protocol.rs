@@ -267,23 +267,7 @@ fn methods(on: &On, pid: u32, port: u16) -> Check {
 
 fn health_payload(health: &Value, pid: u32, port: u16) -> Result<(), String> {
     let p = &health["payload"];
-    let fields = [
-        "ts",
-        "durationMs",
-        "channels",
-        "channelOrder",
-        "channelLabels",
-        "heartbeatSeconds",
-        "defaultAgentId",
-        "agents",
-        "sessions",
-        "version",
-        "uptimeMs",
-        "connections",
-        "clients",
-        "profile",
-    ];
-    let missing: Vec<&str> = fields.iter().copied().filter(|f| p.get(f).is_none()).collect();
+    let missing: Vec<&str> = spec::HEALTH_FIELDS.into_iter().filter(|f| p.get(f).is_none()).collect();
     if health["ok"] != true
         || p["ok"] != true
         || p["status"] != "live"
